@@ -1,0 +1,7 @@
+//! dualmesh: a Kubernetes operator that runs Istio meshes on IPv6-only and
+//! dual-stack clusters, one cluster or many.
+//!
+//! `main.rs` only wires things together; everything else lives here:
+//! the CRD types ([`api`]), the pure derivations ([`desired`]) and the I/O
+//! ([`controller`]).
+#![forbid(unsafe_code)]

@@ -1,0 +1,614 @@
+//! Real Kubernetes control planes on loopback: etcd + kube-apiserver, built
+//! from source by `tools/` (see tools/README.md), for dualmesh's integration
+//! tests, benchmarks and `make dev-up`.
+//!
+//! Each [`ControlPlane`] is independent: its own etcd, its own certificates
+//! (generated here with rcgen), its own free loopback ports and an admin
+//! kubeconfig. Dropping it stops both processes and removes its files, also
+//! when a test panics; a panicking test gets the tail of the apiserver log on
+//! stderr, and the whole log is kept for reading afterwards.
+//!
+//! There is no kubelet, scheduler or controller-manager: tests create Nodes
+//! and Pods through the API with the fields a kubelet would set. Because no
+//! controller creates the `default` ServiceAccount, the `ServiceAccount`
+//! admission plugin is disabled (it would refuse every Pod).
+#![forbid(unsafe_code)]
+
+pub mod kubelet;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// The IPv4 and IPv6 Service ranges every plane serves: dual-stack, like the
+/// clusters dualmesh is for. The IPv6 /112 is within kube-apiserver's /108 limit.
+pub const SERVICE_CIDRS: &str = "10.96.0.0/16,fd00:10:96::/112";
+
+/// How long to wait for `/readyz` before giving up on a start.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Lines of apiserver log printed when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Everything that can go wrong while starting or driving a plane.
+#[derive(thiserror::Error)]
+pub enum Error {
+    #[error("failed to find the tools folder: {0}")]
+    Tools(String),
+    #[error("failed to {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to generate certificates: {0}")]
+    Certs(#[from] rcgen::Error),
+    #[error("failed to build a client: {0}")]
+    Client(String),
+    #[error("control plane {name} did not become ready: {reason}\n--- apiserver log tail ---\n{tail}")]
+    NotReady {
+        name: String,
+        reason: String,
+        tail: String,
+    },
+}
+
+// `unwrap()` in a test prints Debug: make that the readable message, log tail
+// included, rather than one escaped line.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Per-plane settings beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct PlaneOptions {
+    /// A name for logs and file names (`alpha`, `beta`, ...).
+    pub name: String,
+    /// Admission plugins to enable on top of the defaults, e.g. `DenyServiceExternalIPs`.
+    pub admission_plugins: Vec<String>,
+    /// Feature gates, each `Name=true|false`.
+    pub feature_gates: Vec<String>,
+    /// Any further kube-apiserver flags, each `--flag=value`.
+    pub extra_args: Vec<String>,
+    /// Keep files in this folder instead of a temporary one (for `make dev-up`).
+    pub dir: Option<PathBuf>,
+}
+
+impl PlaneOptions {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn admission_plugin(mut self, plugin: &str) -> Self {
+        self.admission_plugins.push(plugin.to_string());
+        self
+    }
+
+    pub fn feature_gate(mut self, gate: &str) -> Self {
+        self.feature_gates.push(gate.to_string());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.to_string());
+        self
+    }
+}
+
+/// Where the built binaries are: `$DUALMESH_TOOLS_BIN` (set by the Makefile),
+/// else what `make -s tools-path` prints in the repository.
+pub fn tools_bin() -> Result<PathBuf> {
+    let dir = match std::env::var_os("DUALMESH_TOOLS_BIN") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let out = Command::new("make")
+                .args(["-s", "--no-print-directory", "tools-path"])
+                .current_dir(&repo)
+                .output()
+                .map_err(io("run `make -s tools-path`"))?;
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    for tool in ["etcd", "kube-apiserver"] {
+        if !dir.join(tool).is_file() {
+            return Err(Error::Tools(format!(
+                "{} is missing in {}; run `make tools` (or `make test`, which builds them)",
+                tool,
+                dir.display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// A free TCP port on 127.0.0.1. Another process may take it before we bind
+/// it again; [`ControlPlane::start`] retries on a fresh set of ports then.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind a free port"))?;
+    Ok(listener.local_addr().map_err(io("read a bound port"))?.port())
+}
+
+/// Files of one plane: a temporary folder removed on drop, or a kept one.
+enum PlaneDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl PlaneDir {
+    fn path(&self) -> &Path {
+        match self {
+            PlaneDir::Temp(t) => t.path(),
+            PlaneDir::Kept(p) => p,
+        }
+    }
+}
+
+/// One running control plane.
+pub struct ControlPlane {
+    name: String,
+    dir: PlaneDir,
+    bin: PathBuf,
+    etcd: Option<Child>,
+    apiserver: Option<Child>,
+    apiserver_args: Vec<String>,
+    port: u16,
+    kubeconfig: Kubeconfig,
+    detached: bool,
+}
+
+impl ControlPlane {
+    /// Starts a plane with default options under `name`.
+    pub async fn start_named(name: &str) -> Result<Self> {
+        Self::start(PlaneOptions::named(name)).await
+    }
+
+    /// Starts etcd and kube-apiserver and waits until `/readyz` answers ok
+    /// and the `default` namespace exists.
+    pub async fn start(opts: PlaneOptions) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(&opts).await {
+                Ok(plane) => return Ok(plane),
+                // A port taken between our probe and the server's bind shows up
+                // as a start failure: try again on new ports.
+                Err(e @ Error::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn start_once(opts: &PlaneOptions) -> Result<Self> {
+        let bin = tools_bin()?;
+        let name = if opts.name.is_empty() {
+            "plane".to_string()
+        } else {
+            opts.name.clone()
+        };
+        let dir = match &opts.dir {
+            Some(d) => {
+                let _ = fs::remove_dir_all(d);
+                fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
+                PlaneDir::Kept(d.clone())
+            }
+            None => PlaneDir::Temp(
+                tempfile::Builder::new()
+                    .prefix(&format!("testplane-{name}-"))
+                    .tempdir()
+                    .map_err(io("create a temporary folder"))?,
+            ),
+        };
+        let root = dir.path().to_path_buf();
+        let (etcd_client, etcd_peer, port) = (free_port()?, free_port()?, free_port()?);
+
+        let certs = Certs::generate()?;
+        let pki = root.join("pki");
+        fs::create_dir_all(&pki).map_err(io("create pki folder"))?;
+        for (file, pem) in [
+            ("ca.crt", &certs.ca_pem),
+            ("apiserver.crt", &certs.server_pem),
+            ("apiserver.key", &certs.server_key_pem),
+            ("sa.key", &certs.sa_key_pem),
+            ("sa.pub", &certs.sa_pub_pem),
+        ] {
+            fs::write(pki.join(file), pem).map_err(io(format!("write {file}")))?;
+        }
+
+        let etcd_log = fs::File::create(root.join("etcd.log")).map_err(io("create etcd.log"))?;
+        let etcd = Command::new(bin.join("etcd"))
+            .args([
+                format!("--name={name}"),
+                format!("--data-dir={}", root.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                format!("--initial-cluster={name}=http://127.0.0.1:{etcd_peer}"),
+                // Test data: durability across machine crashes is not needed.
+                "--unsafe-no-fsync".to_string(),
+                "--log-level=warn".to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(etcd_log.try_clone().map_err(io("clone etcd log"))?)
+            .stderr(etcd_log)
+            .spawn()
+            .map_err(io("start etcd"))?;
+
+        let p = |f: &str| pki.join(f).display().to_string();
+        let admission = &opts.admission_plugins;
+        let mut args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            format!("--secure-port={port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            // There is no default route here, so the apiserver cannot pick one.
+            "--advertise-address=127.0.0.1".to_string(),
+            format!("--cert-dir={}", p("")),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
+            "--authorization-mode=RBAC".to_string(),
+            // Endpoints may not point at loopback, and there are no nodes to
+            // reach the apiserver through anyway.
+            "--endpoint-reconciler-type=none".to_string(),
+            "--disable-admission-plugins=ServiceAccount".to_string(),
+            "--profiling=false".to_string(),
+            "--v=1".to_string(),
+        ];
+        if !admission.is_empty() {
+            args.push(format!("--enable-admission-plugins={}", admission.join(",")));
+        }
+        if !opts.feature_gates.is_empty() {
+            args.push(format!("--feature-gates={}", opts.feature_gates.join(",")));
+        }
+        args.extend(opts.extra_args.iter().cloned());
+
+        let kubeconfig = certs.kubeconfig(&name, port);
+        let yaml = serde_yaml::to_string(&kubeconfig).expect("a kubeconfig serializes");
+        fs::write(root.join("admin.kubeconfig"), yaml).map_err(io("write admin.kubeconfig"))?;
+
+        let mut plane = ControlPlane {
+            name,
+            dir,
+            bin,
+            etcd: Some(etcd),
+            apiserver: None,
+            apiserver_args: args,
+            port,
+            kubeconfig,
+            detached: false,
+        };
+        plane.spawn_apiserver()?;
+        plane.wait_ready().await?;
+        Ok(plane)
+    }
+
+    fn spawn_apiserver(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.apiserver_log())
+            .map_err(io("open apiserver.log"))?;
+        let child = Command::new(self.bin.join("kube-apiserver"))
+            .args(&self.apiserver_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("clone apiserver log"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io("start kube-apiserver"))?;
+        self.apiserver = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let client = self.client().await?;
+        let started = Instant::now();
+        let mut last_err = String::from("no answer yet");
+        loop {
+            if let Some(child) = self.apiserver.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(self.not_ready(format!("kube-apiserver exited with {status}")));
+            }
+            if let Some(child) = self.etcd.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(self.not_ready(format!("etcd exited with {status}")));
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(self.not_ready(format!(
+                    "no ready answer within {READY_TIMEOUT:?}: {last_err}"
+                )));
+            }
+            let req = http::Request::get("/readyz").body(Vec::new()).expect("valid request");
+            match client.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => {
+                    let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                        kube::Api::all(client.clone());
+                    match ns.get_opt("default").await {
+                        Ok(Some(_)) => return Ok(()),
+                        Ok(None) => last_err = "namespace default not created yet".into(),
+                        Err(e) => last_err = e.to_string(),
+                    }
+                }
+                Ok(body) => last_err = body,
+                Err(e) => last_err = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn not_ready(&mut self, reason: String) -> Error {
+        let tail = self.log_tail(LOG_TAIL_LINES);
+        self.kill_all();
+        Error::NotReady {
+            name: self.name.clone(),
+            reason,
+            tail,
+        }
+    }
+
+    /// The plane's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn server_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin kubeconfig (client certificate in group `system:masters`).
+    pub fn kubeconfig(&self) -> &Kubeconfig {
+        &self.kubeconfig
+    }
+
+    /// Path of the admin kubeconfig file.
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
+    /// The plane's own folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of the apiserver log.
+    pub fn apiserver_log(&self) -> PathBuf {
+        self.dir.path().join("apiserver.log")
+    }
+
+    /// The folder with the built tools (kubectl, helm, istioctl, ...).
+    pub fn tools_bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// A `kube::Config` for the admin user.
+    pub async fn config(&self) -> Result<kube::Config> {
+        kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::Client(e.to_string()))
+    }
+
+    /// A new admin client.
+    pub async fn client(&self) -> Result<kube::Client> {
+        kube::Client::try_from(self.config().await?).map_err(|e| Error::Client(e.to_string()))
+    }
+
+    /// A `kubectl` command (the built one) pointed at this plane.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.env("KUBECONFIG", self.kubeconfig_path());
+        cmd
+    }
+
+    /// A `helm` command (the built one) pointed at this plane, with its
+    /// caches inside the plane's folder.
+    pub fn helm(&self) -> Command {
+        let mut cmd = Command::new(self.bin.join("helm"));
+        let home = self.dir.path().join("helm");
+        cmd.env("KUBECONFIG", self.kubeconfig_path())
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"));
+        cmd
+    }
+
+    /// Kills kube-apiserver (SIGKILL), leaving etcd and the data in place.
+    pub fn kill_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts kube-apiserver again on the same port and data, and waits for it.
+    pub async fn restart_apiserver(&mut self) -> Result<()> {
+        self.kill_apiserver();
+        self.spawn_apiserver()?;
+        self.wait_ready().await
+    }
+
+    /// Process ids of (etcd, kube-apiserver).
+    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.etcd.as_ref().map(Child::id),
+            self.apiserver.as_ref().map(Child::id),
+        )
+    }
+
+    /// Leaves the processes running after this value is gone (for `make
+    /// dev-up`): the caller is now responsible for stopping them.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+
+    /// The last `lines` lines of the apiserver log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.apiserver_log(), lines)
+    }
+
+    fn kill_all(&mut self) {
+        self.kill_apiserver();
+        if let Some(mut child) = self.etcd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        if std::thread::panicking() {
+            // Keep the log where a person can read it, and show its end now.
+            let kept = std::env::temp_dir().join(format!(
+                "testplane-{}-{}-apiserver.log",
+                self.name,
+                std::process::id()
+            ));
+            let _ = fs::copy(self.apiserver_log(), &kept);
+            eprintln!(
+                "--- control plane {}: last {} lines of the apiserver log (whole log: {}) ---\n{}",
+                self.name,
+                LOG_TAIL_LINES,
+                kept.display(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+        }
+        self.kill_all();
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = String::new();
+    let _ = f.read_to_string(&mut buf);
+    let all: Vec<&str> = buf.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The certificates of one plane: a CA, the apiserver's serving certificate
+/// (valid for 127.0.0.1, ::1 and localhost), an admin client certificate in
+/// `system:masters`, and the service-account signing key.
+struct Certs {
+    ca_pem: String,
+    server_pem: String,
+    server_key_pem: String,
+    admin_pem: String,
+    admin_key_pem: String,
+    sa_key_pem: String,
+    sa_pub_pem: String,
+}
+
+impl Certs {
+    fn generate() -> Result<Self> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.distinguished_name.push(DnType::CommonName, "testplane-ca");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, ca_key);
+
+        let server_key = KeyPair::generate()?;
+        let mut server = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ])?;
+        server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        for ip in ["127.0.0.1", "::1", "10.96.0.1", "fd00:10:96::1"] {
+            server
+                .subject_alt_names
+                .push(SanType::IpAddress(ip.parse().expect("valid IP")));
+        }
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server.signed_by(&server_key, &issuer)?;
+
+        let admin_key = KeyPair::generate()?;
+        let mut admin = CertificateParams::new(Vec::<String>::new())?;
+        admin.distinguished_name.push(DnType::CommonName, "testplane-admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
+
+        let sa_key = KeyPair::generate()?;
+        Ok(Certs {
+            ca_pem: ca_cert.pem(),
+            server_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            admin_pem: admin_cert.pem(),
+            admin_key_pem: admin_key.serialize_pem(),
+            sa_key_pem: sa_key.serialize_pem(),
+            sa_pub_pem: sa_key.public_key_pem(),
+        })
+    }
+
+    fn kubeconfig(&self, name: &str, port: u16) -> Kubeconfig {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority-data: {ca}
+users:
+- name: {name}-admin
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: {name}
+  context:
+    cluster: {name}
+    user: {name}-admin
+current-context: {name}
+"#,
+            ca = b64(&self.ca_pem),
+            cert = b64(&self.admin_pem),
+            key = b64(&self.admin_key_pem),
+        );
+        Kubeconfig::from_yaml(&yaml).expect("the generated kubeconfig parses")
+    }
+}
