@@ -44,7 +44,8 @@ HELM_LDFLAGS := -s -w \
 ISTIO_LDFLAGS := -s -w \
 	-X istio.io/istio/pkg/version.buildVersion=$(ISTIO_RELEASE) \
 	-X istio.io/istio/pkg/version.buildGitRevision=$(ISTIO_VERSION) \
-	-X istio.io/istio/pkg/version.buildStatus=Clean
+	-X istio.io/istio/pkg/version.buildStatus=Clean \
+	-X istio.io/istio/pkg/version.buildTag=$(ISTIO_RELEASE)
 
 export DUALMESH_TOOLS_BIN := $(TOOLS_BIN)
 
@@ -87,6 +88,10 @@ $(TOOLS_BIN)/istioctl:
 .PHONY: build
 build: ## Build dualmesh (debug).
 	cargo build --workspace
+
+.PHONY: generate
+generate: ## Regenerate crds/ from the Rust types (a test fails when they drift).
+	cargo run -q -- crd --dir crds
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors.

@@ -5,3 +5,5 @@
 //! the CRD types ([`api`]), the pure derivations ([`desired`]) and the I/O
 //! ([`controller`]).
 #![forbid(unsafe_code)]
+
+pub mod api;

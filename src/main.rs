@@ -13,13 +13,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print both CustomResourceDefinitions as YAML (what crds/ holds).
+    Crd {
+        /// Write one file per CRD into this folder instead of printing.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Print the version.
     Version,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Crd { dir: None } => print!("{}", dualmesh::api::crds_yaml()),
+        Command::Crd { dir: Some(dir) } => {
+            for (file, yaml) in dualmesh::api::crd_files() {
+                if let Err(e) = std::fs::write(dir.join(&file), yaml) {
+                    eprintln!("failed to write {}: {e}", dir.join(file).display());
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
         Command::Version => println!("dualmesh {}", env!("CARGO_PKG_VERSION")),
     }
+    std::process::ExitCode::SUCCESS
 }

@@ -29,7 +29,10 @@ async fn services_get_cluster_ips_of_the_families_they_ask_for() {
     let services: Api<Service> = Api::default_namespaced(plane.client().await.unwrap());
 
     let dual = services
-        .create(&PostParams::default(), &service("dual", "RequireDualStack", &["IPv4", "IPv6"]))
+        .create(
+            &PostParams::default(),
+            &service("dual", "RequireDualStack", &["IPv4", "IPv6"]),
+        )
         .await
         .unwrap();
     let ips = dual.spec.unwrap().cluster_ips.unwrap();
@@ -39,7 +42,10 @@ async fn services_get_cluster_ips_of_the_families_they_ask_for() {
     assert!(ips[1].starts_with("fd00:10:96::"), "{ips:?}");
 
     let v6 = services
-        .create(&PostParams::default(), &service("v6", "SingleStack", &["IPv6"]))
+        .create(
+            &PostParams::default(),
+            &service("v6", "SingleStack", &["IPv6"]),
+        )
         .await
         .unwrap();
     let ips = v6.spec.unwrap().cluster_ips.unwrap();
@@ -83,7 +89,10 @@ async fn nodes_and_pods_are_written_as_a_kubelet_would() {
     )
     .await
     .unwrap();
-    let node = Api::<Node>::all(client.clone()).get("worker-1").await.unwrap();
+    let node = Api::<Node>::all(client.clone())
+        .get("worker-1")
+        .await
+        .unwrap();
     let addrs: Vec<(String, String)> = node
         .status
         .unwrap()
@@ -102,10 +111,20 @@ async fn nodes_and_pods_are_written_as_a_kubelet_would() {
     );
 
     let labels = BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
-    kubelet::create_running_pod(&client, "default", "gw-0", &labels, "worker-1", &["fd00::5"])
+    kubelet::create_running_pod(
+        &client,
+        "default",
+        "gw-0",
+        &labels,
+        "worker-1",
+        &["fd00::5"],
+    )
+    .await
+    .unwrap();
+    let pod = Api::<Pod>::default_namespaced(client)
+        .get("gw-0")
         .await
         .unwrap();
-    let pod = Api::<Pod>::default_namespaced(client).get("gw-0").await.unwrap();
     assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("worker-1"));
     let status = pod.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
@@ -122,36 +141,60 @@ async fn nodes_and_pods_are_written_as_a_kubelet_would() {
 async fn the_built_kubectl_and_helm_reach_a_plane() {
     let plane = ControlPlane::start_named("cli").await.unwrap();
 
-    let out = plane.kubectl().args(["get", "ns", "-o", "name"]).output().unwrap();
+    let out = plane
+        .kubectl()
+        .args(["get", "ns", "-o", "name"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().any(|l| l == "namespace/default"), "{stdout}");
 
-    let out = plane.kubectl().args(["version", "-o", "json"]).output().unwrap();
+    let out = plane
+        .kubectl()
+        .args(["version", "-o", "json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let server = v["serverVersion"]["gitVersion"].as_str().unwrap();
     assert!(server.starts_with("v1."), "apiserver reports {server}");
     assert_eq!(v["serverVersion"]["major"], "1");
 
     let out = plane.helm().args(["version", "--short"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("v3."));
 
     let out = plane.helm().args(["list", "-A"]).output().unwrap();
-    assert!(out.status.success(), "helm cannot reach the plane: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm cannot reach the plane: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
 async fn a_plane_starts_with_extra_admission_plugins() {
     let plane = ControlPlane::start(
-        testplane::PlaneOptions::named("deny-externalips").admission_plugin("DenyServiceExternalIPs"),
+        testplane::PlaneOptions::named("deny-externalips")
+            .admission_plugin("DenyServiceExternalIPs"),
     )
     .await
     .unwrap();
     let services: Api<Service> = Api::default_namespaced(plane.client().await.unwrap());
     let mut svc = service("gw", "SingleStack", &["IPv6"]);
     svc.spec.as_mut().unwrap().external_ips = Some(vec!["2001:db8::10".to_string()]);
-    let err = services.create(&PostParams::default(), &svc).await.unwrap_err();
+    let err = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 403, "{s:?}");

@@ -1,9 +1,27 @@
 // Builds istioctl from istio.io/istio (see tools/README.md). Istio's tags carry
-// no "v", so the module is pinned by pseudo-version: the commit the Go module
-// proxy serves for istio.io/istio@latest (master after the 1.31 branch cut).
-// That commit asks for pre-release pseudo-versions of istio.io/api and
-// istio.io/client-go which the proxy refuses (403), so the released v1.31.1 of
-// both is required instead; minimal version selection then picks them.
+// no "v", so the module is pinned by pseudo-version. The Go module proxy serves
+// only three istio.io/istio versions; this is the newest (its @v/list tip):
+// commit eed52ebb66ad of master, whose VERSION file says 1.31 (built as
+// "1.31-dev"; profiles default to registry.istio.io/testing images, tag latest).
+// The other two are an older master commit (b01690e6db7d, April) and a
+// release-1.30 commit (9739e10eb9d7) that would need more and lower pins.
+//
+// That commit asks for several pseudo-versions the proxy refuses (403), so the
+// nearest served version above each is required instead; minimal version
+// selection then picks ours, no replace is needed:
+//   - istio.io/api and istio.io/client-go: istio wants v1.31.0-rc.0.0.* at the
+//     very commits tagged v1.31.0, but api's v1.31.0 zip is refused too, so the
+//     released v1.31.1 of api is required, and client-go v1.31.1 (generated
+//     from it) goes with it.
+//   - github.com/envoyproxy/go-control-plane/envoy: istio wants
+//     v1.37.1-0.20260713214202-ca8ce173c36f; v1.39.0 carries the very same
+//     commit timestamp (2026-07-13T21:42:02Z) and is required instead.
+//   - github.com/envoyproxy/go-control-plane/contrib: istio wants
+//     v1.36.1-0.20260713214202-ca8ce173c36f; the module has no tags, and the
+//     proxy's @latest, v1.36.1-0.20260729145720-a2d8c7492908, is required.
+// These bumps also raise golang.org/x/*, google.golang.org/grpc and genproto
+// a little above istio's own go.mod. Everything else is what istio asks for.
+// istio-version: 1.31-dev (read by the Makefile for `istioctl version`)
 module dualmesh.dev/tools/istioctl
 
 go 1.26.0

@@ -55,7 +55,9 @@ pub enum Error {
     Certs(#[from] rcgen::Error),
     #[error("failed to build a client: {0}")]
     Client(String),
-    #[error("control plane {name} did not become ready: {reason}\n--- apiserver log tail ---\n{tail}")]
+    #[error(
+        "control plane {name} did not become ready: {reason}\n--- apiserver log tail ---\n{tail}"
+    )]
     NotReady {
         name: String,
         reason: String,
@@ -148,7 +150,10 @@ pub fn tools_bin() -> Result<PathBuf> {
 /// it again; [`ControlPlane::start`] retries on a fresh set of ports then.
 fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind a free port"))?;
-    Ok(listener.local_addr().map_err(io("read a bound port"))?.port())
+    Ok(listener
+        .local_addr()
+        .map_err(io("read a bound port"))?
+        .port())
 }
 
 /// Files of one plane: a temporary folder removed on drop, or a kept one.
@@ -282,7 +287,10 @@ impl ControlPlane {
             "--v=1".to_string(),
         ];
         if !admission.is_empty() {
-            args.push(format!("--enable-admission-plugins={}", admission.join(",")));
+            args.push(format!(
+                "--enable-admission-plugins={}",
+                admission.join(",")
+            ));
         }
         if !opts.feature_gates.is_empty() {
             args.push(format!("--feature-gates={}", opts.feature_gates.join(",")));
@@ -346,7 +354,9 @@ impl ControlPlane {
                     "no ready answer within {READY_TIMEOUT:?}: {last_err}"
                 )));
             }
-            let req = http::Request::get("/readyz").body(Vec::new()).expect("valid request");
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("valid request");
             match client.request_text(req).await {
                 Ok(body) if body.trim() == "ok" => {
                     let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> =
@@ -537,7 +547,8 @@ impl Certs {
     fn generate() -> Result<Self> {
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name.push(DnType::CommonName, "testplane-ca");
+        ca.distinguished_name
+            .push(DnType::CommonName, "testplane-ca");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -553,7 +564,9 @@ impl Certs {
             "kubernetes".to_string(),
             "kubernetes.default.svc".to_string(),
         ])?;
-        server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         for ip in ["127.0.0.1", "::1", "10.96.0.1", "fd00:10:96::1"] {
             server
                 .subject_alt_names
@@ -564,7 +577,9 @@ impl Certs {
 
         let admin_key = KeyPair::generate()?;
         let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin.distinguished_name.push(DnType::CommonName, "testplane-admin");
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, "testplane-admin");
         admin
             .distinguished_name
             .push(DnType::OrganizationName, "system:masters");

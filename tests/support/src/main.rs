@@ -92,7 +92,11 @@ fn down(dir: &Path) -> ExitCode {
         if path.extension().is_none_or(|e| e != "pids") {
             continue;
         }
-        let name = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let pids = std::fs::read_to_string(&path).unwrap_or_default();
         for pid in pids.split_whitespace() {
             // The PID file may be stale (a reboot): `kill` failing is fine.

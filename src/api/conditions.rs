@@ -1,0 +1,48 @@
+//! Condition types and reasons, as named constants so code, tests and docs
+//! (docs/conditions.md) agree on every spelling.
+
+/// Everything below is True.
+pub const READY: &str = "Ready";
+/// The spec passed the checks the CRD schema cannot do.
+pub const VALID: &str = "Valid";
+/// The target cluster answers.
+pub const CLUSTER_REACHABLE: &str = "ClusterReachable";
+/// The rendered IstioOperator is published in the target cluster.
+pub const ISTIO_CONFIG_APPLIED: &str = "IstioConfigApplied";
+/// The gateway Service's externalIPs match its nodes' addresses.
+pub const GATEWAY_ADDRESSES_READY: &str = "GatewayAddressesReady";
+/// The trust secrets are copied into the member cluster.
+pub const SECRETS_SYNCED: &str = "SecretsSynced";
+
+/// Reasons, one per outcome.
+pub mod reason {
+    pub const VALID: &str = "Valid";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const POLICY_NOT_FOUND: &str = "PolicyNotFound";
+    pub const POLICY_INVALID: &str = "PolicyInvalid";
+
+    pub const REACHABLE: &str = "Reachable";
+    pub const UNREACHABLE: &str = "Unreachable";
+    pub const KUBECONFIG_MISSING: &str = "KubeconfigMissing";
+    pub const KUBECONFIG_REFUSED: &str = "KubeconfigRefused";
+
+    pub const CONFIG_MAP_AND_ISTIO_OPERATOR: &str = "ConfigMapAndIstioOperatorApplied";
+    pub const CONFIG_MAP_ONLY: &str = "ConfigMapApplied";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+
+    pub const ADDRESSES_PUBLISHED: &str = "AddressesPublished";
+    pub const NOT_MANAGED: &str = "NotManaged";
+    pub const NO_GATEWAY_PODS: &str = "NoGatewayPods";
+    pub const NO_ADDRESS_OF_FAMILY: &str = "NoAddressOfFamily";
+    pub const EXTERNAL_IPS_DENIED: &str = "ExternalIPsDenied";
+    pub const SERVICE_MISSING: &str = "ServiceMissing";
+
+    pub const SYNCED: &str = "Synced";
+    pub const NOTHING_TO_SYNC: &str = "NothingToSync";
+    pub const SOURCE_MISSING: &str = "SourceMissing";
+    pub const SYNC_FAILED: &str = "SyncFailed";
+
+    pub const READY: &str = "Ready";
+    pub const NOT_READY: &str = "NotReady";
+    pub const PROGRESSING: &str = "Progressing";
+}

@@ -1,0 +1,37 @@
+//! The custom resources (group `dualmesh.io`, version `v1alpha1`) and the
+//! names of their conditions and reasons.
+
+pub mod conditions;
+mod meshcluster;
+mod policy;
+
+pub use meshcluster::*;
+pub use policy::*;
+
+use kube::CustomResourceExt;
+
+/// The API group.
+pub const GROUP: &str = "dualmesh.io";
+
+/// Both CRDs as one YAML stream, as `dualmesh crd` prints them and `crds/` holds them.
+pub fn crds_yaml() -> String {
+    [DualStackPolicy::crd(), MeshCluster::crd()]
+        .iter()
+        .map(|crd| serde_yaml::to_string(crd).expect("a CRD serializes"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The CRDs as separate files: (file name, YAML).
+pub fn crd_files() -> Vec<(String, String)> {
+    [DualStackPolicy::crd(), MeshCluster::crd()]
+        .iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().expect("a CRD has a name");
+            (
+                format!("{name}.yaml"),
+                serde_yaml::to_string(crd).expect("a CRD serializes"),
+            )
+        })
+        .collect()
+}
