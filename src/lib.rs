@@ -7,3 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod desired;
+pub mod istio;
+pub mod render;

@@ -19,6 +19,13 @@ enum Command {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Render one IstioOperator per MeshCluster from YAML files, offline.
+    /// Exits 2 on bad input, naming the file, object and field.
+    Render {
+        /// Files or folders with MeshCluster and DualStackPolicy YAML.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -35,6 +42,13 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Render { files } => match dualmesh::render::render(&files) {
+            Ok(yaml) => print!("{yaml}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
         Command::Version => println!("dualmesh {}", env!("CARGO_PKG_VERSION")),
     }
     std::process::ExitCode::SUCCESS

@@ -1,0 +1,6 @@
+//! The pure core: validation, rendering, address selection, sync planning
+//! and conditions. Nothing here talks to a cluster, spawns a task or reads
+//! the clock; callers pass in what they observed and get back what should be.
+
+pub mod istio_operator;
+pub mod validate;

@@ -1,0 +1,149 @@
+//! `dualmesh render`: read MeshCluster and DualStackPolicy YAML from files or
+//! folders and render one IstioOperator per MeshCluster, offline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::api::{DualStackPolicy, MeshCluster};
+use crate::desired::{istio_operator, validate};
+
+/// Why a render failed: the file, the object and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: document {index}: {message}")]
+    Parse {
+        path: PathBuf,
+        index: usize,
+        message: String,
+    },
+    #[error("{path}: {kind} {name}: {problems}")]
+    Invalid {
+        path: PathBuf,
+        kind: &'static str,
+        name: String,
+        problems: String,
+    },
+    #[error(
+        "{path}: MeshCluster {name}: spec.dualStackPolicyRef.name: DualStackPolicy {policy:?} is not in the input"
+    )]
+    MissingPolicy {
+        path: PathBuf,
+        name: String,
+        policy: String,
+    },
+    #[error("no MeshCluster in the input")]
+    NothingToRender,
+}
+
+/// Every `.yaml`/`.yml` file under the given files and folders, sorted.
+fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let entries = std::fs::read_dir(input).map_err(|source| RenderError::Read {
+                path: input.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default)]
+    kind: String,
+}
+
+/// Renders every MeshCluster in `inputs`, in (file, document) order, as one
+/// YAML stream.
+pub fn render(inputs: &[PathBuf]) -> Result<String, RenderError> {
+    let mut policies: BTreeMap<String, (PathBuf, DualStackPolicy)> = BTreeMap::new();
+    let mut clusters: Vec<(PathBuf, MeshCluster)> = Vec::new();
+    for path in files(inputs)? {
+        let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        for (index, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| RenderError::Parse {
+                path: path.clone(),
+                index: index + 1,
+                message: e.to_string(),
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let parse_err = |e: serde_yaml::Error| RenderError::Parse {
+                path: path.clone(),
+                index: index + 1,
+                message: e.to_string(),
+            };
+            let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(parse_err)?;
+            match meta.kind.as_str() {
+                "DualStackPolicy" => {
+                    let p: DualStackPolicy = serde_yaml::from_value(value).map_err(parse_err)?;
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    policies.insert(name, (path.clone(), p));
+                }
+                "MeshCluster" => {
+                    let c: MeshCluster = serde_yaml::from_value(value).map_err(parse_err)?;
+                    clusters.push((path.clone(), c));
+                }
+                _ => {} // Other objects (Secrets, Namespaces) may share the files.
+            }
+        }
+    }
+    if clusters.is_empty() {
+        return Err(RenderError::NothingToRender);
+    }
+    let mut out = String::new();
+    for (path, mc) in &clusters {
+        let name = mc.metadata.name.clone().unwrap_or_default();
+        let valid =
+            validate::validate_mesh_cluster(&mc.spec).map_err(|p| RenderError::Invalid {
+                path: path.clone(),
+                kind: "MeshCluster",
+                name: name.clone(),
+                problems: validate::summarize(&p),
+            })?;
+        let policy_name = &mc.spec.dual_stack_policy_ref.name;
+        let (ppath, policy) =
+            policies
+                .get(policy_name)
+                .ok_or_else(|| RenderError::MissingPolicy {
+                    path: path.clone(),
+                    name: name.clone(),
+                    policy: policy_name.clone(),
+                })?;
+        let vp = validate::validate_policy(&policy.spec).map_err(|p| RenderError::Invalid {
+            path: ppath.clone(),
+            kind: "DualStackPolicy",
+            name: policy_name.clone(),
+            problems: validate::summarize(&p),
+        })?;
+        let rendered = istio_operator::build(&valid, &vp);
+        let ns = mc.metadata.namespace.as_deref().unwrap_or("default");
+        out.push_str(&format!(
+            "---\n# Rendered by dualmesh for MeshCluster {ns}/{name}\n"
+        ));
+        out.push_str(&rendered.yaml);
+    }
+    Ok(out)
+}

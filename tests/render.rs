@@ -1,0 +1,268 @@
+//! Rendering: examples/ in, tests/golden/ out, byte for byte; real istioctl
+//! accepts every golden; `dualmesh render` names file, object and field on
+//! bad input and exits 2.
+//!
+//! Regenerate the goldens after an intended change with
+//! `UPDATE_GOLDEN=1 cargo test --test render` and review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dualmesh::api::{DualStackPolicy, MeshCluster};
+use dualmesh::desired::{istio_operator, validate};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = repo().join("examples").join(file);
+    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn examples(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run UPDATE_GOLDEN=1 cargo test --test render",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the rendered output:\n--- golden\n{expected}\n--- rendered\n{actual}",
+        path.display()
+    );
+}
+
+/// Every example MeshCluster under every example policy.
+fn goldens() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for mc_file in examples("meshcluster-") {
+        let mc: MeshCluster = load(&mc_file);
+        let valid_mc = validate::validate_mesh_cluster(&mc.spec).unwrap();
+        for policy_file in examples("policy-") {
+            let policy: DualStackPolicy = load(&policy_file);
+            let valid_policy = validate::validate_policy(&policy.spec).unwrap();
+            let rendered = istio_operator::build(&valid_mc, &valid_policy);
+            let name = format!(
+                "{}--{}",
+                mc_file
+                    .trim_start_matches("meshcluster-")
+                    .trim_end_matches(".yaml"),
+                policy_file.trim_start_matches("policy-")
+            );
+            out.push((name, rendered.yaml));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_example_renders_to_its_golden_file() {
+    let all = goldens();
+    assert_eq!(all.len(), 6, "2 MeshClusters x 3 policies");
+    for (name, yaml) in &all {
+        check_golden(&format!("istiooperator/{name}"), yaml);
+    }
+}
+
+#[test]
+fn rendering_is_reproducible() {
+    assert_eq!(goldens(), goldens());
+}
+
+#[test]
+fn dual_stack_switches_follow_the_policy() {
+    let ds = std::fs::read_to_string(
+        repo().join("tests/golden/istiooperator/alpha--dual-stack-ipv4-primary.yaml"),
+    )
+    .unwrap();
+    let v6 =
+        std::fs::read_to_string(repo().join("tests/golden/istiooperator/alpha--ipv6-only.yaml"))
+            .unwrap();
+    let io: serde_yaml::Value = serde_yaml::from_str(&ds).unwrap();
+    let spec = &io["spec"];
+    assert_eq!(
+        spec["meshConfig"]["defaultConfig"]["proxyMetadata"]["ISTIO_DUAL_STACK"],
+        "true"
+    );
+    assert_eq!(spec["values"]["pilot"]["env"]["ISTIO_DUAL_STACK"], "true");
+    let svc = &spec["components"]["ingressGateways"][0]["k8s"]["service"];
+    assert_eq!(svc["ipFamilyPolicy"], "PreferDualStack");
+    assert_eq!(
+        svc["ipFamilies"],
+        serde_yaml::from_str::<serde_yaml::Value>("[IPv4, IPv6]").unwrap()
+    );
+
+    assert!(
+        !v6.contains("ISTIO_DUAL_STACK"),
+        "IPv6-only must not turn on dual-stack:\n{v6}"
+    );
+    let io: serde_yaml::Value = serde_yaml::from_str(&v6).unwrap();
+    let svc = &io["spec"]["components"]["ingressGateways"][0]["k8s"]["service"];
+    assert_eq!(svc["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(
+        svc["ipFamilies"],
+        serde_yaml::from_str::<serde_yaml::Value>("[IPv6]").unwrap()
+    );
+}
+
+fn tools_bin() -> PathBuf {
+    testplane::tools_bin().unwrap()
+}
+
+fn istioctl(args: &[&str], file: &Path) -> (bool, String) {
+    let out = Command::new(tools_bin().join("istioctl"))
+        .args(args)
+        .arg(file)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn real_istioctl_accepts_every_golden() {
+    let dir = repo().join("tests/golden/istiooperator");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6);
+    for f in &files {
+        for args in [&["manifest", "generate", "-f"][..], &["validate", "-f"][..]] {
+            let (ok, text) = istioctl(args, f);
+            assert!(
+                ok,
+                "istioctl {} {} failed:\n{text}",
+                args.join(" "),
+                f.display()
+            );
+            assert!(
+                !text.contains("unknown field"),
+                "istioctl {} {}:\n{text}",
+                args.join(" "),
+                f.display()
+            );
+        }
+        // The generated gateway Service carries the policy's families.
+        let (_, manifest) = istioctl(&["manifest", "generate", "-f"], f);
+        let golden: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let families = &golden["spec"]["values"]["gateways"]["istio-ingressgateway"]["ipFamilies"];
+        let first = families[0].as_str().unwrap();
+        assert!(
+            manifest.contains(first),
+            "{}: {first} missing in the manifest",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_broken_istio_operator_is_refused_by_istioctl() {
+    // Proves the check above can fail: an unknown field is an error.
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        tmp.path(),
+        "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  values:\n    global:\n      bogusField: 1\n",
+    )
+    .unwrap();
+    let (ok, text) = istioctl(&["validate", "-f"], tmp.path());
+    assert!(!ok && text.contains("unknown field"), "{text}");
+}
+
+fn dualmesh(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dualmesh"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn render_prints_one_istio_operator_per_mesh_cluster() {
+    let out = dualmesh(&["render", "-f", repo().join("examples").to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    check_golden("render-examples.txt", &text);
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(
+        docs[1]["spec"]["values"]["global"]["multiCluster"]["clusterName"],
+        "cluster-beta"
+    );
+}
+
+#[test]
+fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("examples/policy-ipv6-only.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    let mc = std::fs::read_to_string(repo().join("examples/meshcluster-alpha.yaml"))
+        .unwrap()
+        .replace("enterprise-agent.gloo-mesh:9977", "'2001:db8::1:9977'");
+    std::fs::write(dir.path().join("alpha.yaml"), mc).unwrap();
+    let out = dualmesh(&["render", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "alpha.yaml",
+        "MeshCluster alpha",
+        "spec.istio.glooMesh.agentAddress",
+        "brackets",
+    ] {
+        assert!(err.contains(part), "`{part}` missing in: {err}");
+    }
+
+    // A policy whose node mask is more than 16 bits past its Pod CIDR.
+    let policy = std::fs::read_to_string(repo().join("examples/policy-ipv6-only.yaml"))
+        .unwrap()
+        .replace("nodeCIDRMaskSize: 120", "nodeCIDRMaskSize: 124");
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    std::fs::copy(
+        repo().join("examples/meshcluster-alpha.yaml"),
+        dir.path().join("alpha.yaml"),
+    )
+    .unwrap();
+    let out = dualmesh(&["render", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "policy.yaml",
+        "DualStackPolicy ipv6-only",
+        "spec.addressPlan.ipv6.nodeCIDRMaskSize",
+        "at most 16",
+    ] {
+        assert!(err.contains(part), "`{part}` missing in: {err}");
+    }
+}
