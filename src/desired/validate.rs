@@ -737,3 +737,211 @@ pub fn is_private_ipv4(addr: &IpAddr) -> bool {
         IpAddr::V6(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AddressPlan, GatewayAddressPolicy, Ipv4Plan, Ipv6Plan};
+    use proptest::prelude::*;
+
+    fn v6_only() -> DualStackPolicySpec {
+        DualStackPolicySpec {
+            ip_families: vec![IpFamily::IPv6],
+            ip_family_policy: IpFamilyPolicy::SingleStack,
+            address_plan: None,
+            nat64_prefix: None,
+            gateway_addresses: GatewayAddressPolicy::default(),
+        }
+    }
+
+    fn v6_plan(service: &str, pod: &str, mask: i32, block: i32) -> Option<AddressPlan> {
+        Some(AddressPlan {
+            ipv4: None,
+            ipv6: Some(Ipv6Plan {
+                service_cidr: Some(service.into()),
+                pod_cidr: Some(pod.into()),
+                node_cidr_mask_size: Some(mask),
+                block_size: Some(block),
+            }),
+        })
+    }
+
+    fn problems(spec: &DualStackPolicySpec) -> Vec<String> {
+        validate_policy(spec)
+            .unwrap_err()
+            .iter()
+            .map(Problem::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn seed_003_plan_is_valid_and_parsed() {
+        let mut spec = v6_only();
+        spec.address_plan = v6_plan(
+            "2001:db8:1234:5678:8:3::/112",
+            "2001:db8:1234:5678:8:2::/104",
+            120,
+            120,
+        );
+        spec.nat64_prefix = Some("64:ff9b::/96".into());
+        let p = validate_policy(&spec).unwrap();
+        assert_eq!(p.families_label(), "IPv6");
+        assert!(!p.is_dual_stack());
+        let plan = &p.plans[&IpFamily::IPv6];
+        assert_eq!(
+            plan.pod_cidr.unwrap().to_string(),
+            "2001:db8:1234:5678:8:2::/104"
+        );
+        assert_eq!(plan.node_cidr_mask_size, Some(120));
+        assert_eq!(p.nat64_prefix.unwrap().to_string(), "64:ff9b::/96");
+    }
+
+    #[test]
+    fn overlapping_service_and_pod_cidrs_name_the_pod_cidr() {
+        let mut spec = v6_only();
+        spec.address_plan = v6_plan("fd00:10::/112", "fd00:10::/104", 120, 122);
+        assert_eq!(
+            problems(&spec),
+            [
+                "spec.addressPlan.ipv6.podCIDR: fd00:10::/104 overlaps spec.addressPlan.ipv6.serviceCIDR fd00:10::/112"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_mask_limits_follow_kube_controller_manager() {
+        let mut spec = v6_only();
+        spec.address_plan = v6_plan("fd00:96::/112", "fd00:244::/104", 104, 122);
+        assert_eq!(
+            problems(&spec),
+            [
+                "spec.addressPlan.ipv6.nodeCIDRMaskSize: /104 must be longer than spec.addressPlan.ipv6.podCIDR fd00:244::/104 (each node gets a slice of the Pod CIDR)"
+            ]
+        );
+        spec.address_plan = v6_plan("fd00:96::/112", "fd00:244::/64", 120, 122);
+        assert_eq!(
+            problems(&spec),
+            [
+                "spec.addressPlan.ipv6.nodeCIDRMaskSize: /120 is 56 bits longer than spec.addressPlan.ipv6.podCIDR fd00:244::/64; kube-controller-manager allows at most 16 (use a Pod CIDR of /104 or longer)"
+            ]
+        );
+    }
+
+    #[test]
+    fn calico_block_must_fit_in_the_pod_cidr() {
+        let mut spec = DualStackPolicySpec {
+            ip_families: vec![IpFamily::IPv4, IpFamily::IPv6],
+            ip_family_policy: IpFamilyPolicy::RequireDualStack,
+            ..v6_only()
+        };
+        spec.address_plan = Some(AddressPlan {
+            ipv4: Some(Ipv4Plan {
+                service_cidr: Some("10.96.0.0/16".into()),
+                pod_cidr: Some("10.244.0.0/24".into()),
+                node_cidr_mask_size: Some(26),
+                block_size: Some(22),
+            }),
+            ipv6: None,
+        });
+        assert_eq!(
+            problems(&spec),
+            [
+                "spec.addressPlan.ipv4.blockSize: /22 blocks do not fit in spec.addressPlan.ipv4.podCIDR 10.244.0.0/24: the block size must be /24 or longer"
+            ]
+        );
+    }
+
+    #[test]
+    fn schema_rules_are_repeated_for_offline_input() {
+        let mut spec = v6_only();
+        spec.ip_families = vec![IpFamily::IPv6, IpFamily::IPv6];
+        spec.nat64_prefix = Some("64:ff9b::/44".into());
+        spec.gateway_addresses.allowed_cidrs = vec!["2001:db8::1/32".into(), "nope".into()];
+        assert_eq!(
+            problems(&spec),
+            [
+                "spec.gatewayAddresses.allowedCIDRs[0]: 2001:db8::1/32 has host bits set: did you mean 2001:db8::/32?",
+                "spec.gatewayAddresses.allowedCIDRs[1]: \"nope\" is not a CIDR: must be a CIDR such as 2001:db8:1::/48 or 192.0.2.0/24",
+                "spec.ipFamilies: IPv6 is listed twice",
+                "spec.ipFamilyPolicy: SingleStack takes exactly one entry in ipFamilies; use RequireDualStack or PreferDualStack for two",
+                "spec.nat64Prefix: a NAT64 prefix (RFC 6052) is /32, /40, /48, /56, /64 or /96",
+                "spec.nat64Prefix: applies to IPv6-only policies (ipFamilies: [IPv6]); remove it for dual-stack",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_ports_need_brackets_around_ipv6() {
+        assert_eq!(
+            parse_host_port("[2001:db8::1]:9977").unwrap().to_string(),
+            "[2001:db8::1]:9977"
+        );
+        assert_eq!(parse_host_port("agent.gloo-mesh:9977").unwrap().port, 9977);
+        assert_eq!(parse_host_port("192.0.2.1:80").unwrap().host, "192.0.2.1");
+        for bad in [
+            "2001:db8::1:9977",
+            "agent",
+            "agent:0",
+            "agent:70000",
+            "[nope]:1",
+            "[::1]9977",
+            ":80",
+            "-a:1",
+        ] {
+            assert!(parse_host_port(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn address_classes() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(is_never_publishable(&ip("fe80::1")));
+        assert!(is_never_publishable(&ip("::ffff:192.0.2.1")));
+        assert!(is_never_publishable(&ip("169.254.1.1")));
+        assert!(!is_never_publishable(&ip("2001:db8::1")));
+        assert!(is_unique_local(&ip("fd00::1")));
+        assert!(is_private_ipv4(&ip("100.64.0.1")));
+        assert!(is_private_ipv4(&ip("172.16.0.1")));
+        assert!(!is_private_ipv4(&ip("192.0.2.1")));
+    }
+
+    fn any_cidrish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9a-f:./]{0,48}",
+            (any::<[u8; 16]>(), 0u8..=140)
+                .prop_map(|(b, l)| format!("{}/{l}", std::net::Ipv6Addr::from(b))),
+            (any::<[u8; 4]>(), 0u8..=40)
+                .prop_map(|(b, l)| format!("{}/{l}", std::net::Ipv4Addr::from(b))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn random_policies_never_panic_the_validator(
+            service in any_cidrish(), pod in any_cidrish(), nat64 in any_cidrish(), allowed in any_cidrish(),
+            mask in any::<i32>(), block in any::<i32>(), two in any::<bool>(),
+        ) {
+            let spec = DualStackPolicySpec {
+                ip_families: if two { vec![IpFamily::IPv6, IpFamily::IPv4] } else { vec![IpFamily::IPv6] },
+                ip_family_policy: IpFamilyPolicy::PreferDualStack,
+                address_plan: Some(AddressPlan {
+                    ipv4: Some(Ipv4Plan { service_cidr: Some(service.clone()), pod_cidr: Some(pod.clone()), node_cidr_mask_size: Some(mask), block_size: Some(block) }),
+                    ipv6: Some(Ipv6Plan { service_cidr: Some(service), pod_cidr: Some(pod), node_cidr_mask_size: Some(mask), block_size: Some(block) }),
+                }),
+                nat64_prefix: Some(nat64),
+                gateway_addresses: GatewayAddressPolicy { allowed_cidrs: vec![allowed], ..GatewayAddressPolicy::default() },
+            };
+            match validate_policy(&spec) {
+                Ok(p) => prop_assert!(p.families.len() <= 2),
+                Err(problems) => prop_assert!(problems.iter().all(|p| p.field.starts_with("spec."))),
+            }
+        }
+
+        #[test]
+        fn random_host_ports_never_panic(raw in any::<String>()) {
+            let _ = parse_host_port(&raw);
+        }
+    }
+}
