@@ -102,6 +102,16 @@ fn down(dir: &Path) -> ExitCode {
             // The PID file may be stale (a reboot): `kill` failing is fine.
             let _ = Command::new("kill").arg(pid).status();
         }
+        // kube-apiserver shuts down gracefully, which takes a few seconds:
+        // return only once both processes are gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while pids
+            .split_whitespace()
+            .any(|p| Path::new("/proc").join(p).exists())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(dir.join(format!("{name}.kubeconfig")));
         println!("{name}: stopped");
