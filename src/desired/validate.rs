@@ -176,41 +176,44 @@ pub fn validate_policy(spec: &DualStackPolicySpec) -> Result<ValidPolicy, Vec<Pr
 
     let mut plans = BTreeMap::new();
     if let Some(plan) = address_plan {
-        if let Some(v4) = &plan.ipv4 {
-            let p = check_plan(
+        // The two slots differ only in their family, so they share one check.
+        let slots = [
+            (
                 IpFamily::IPv4,
-                "spec.addressPlan.ipv4",
-                v4.service_cidr.as_deref(),
-                v4.pod_cidr.as_deref(),
-                v4.node_cidr_mask_size,
-                v4.block_size,
-                &mut out,
-            );
-            if !families.contains(&IpFamily::IPv4) {
-                out.push(Problem::new(
-                    "spec.addressPlan.ipv4",
-                    "is set but IPv4 is not in ipFamilies",
-                ));
-            }
-            plans.insert(IpFamily::IPv4, p);
-        }
-        if let Some(v6) = &plan.ipv6 {
-            let p = check_plan(
+                plan.ipv4.as_ref().map(|p| {
+                    (
+                        p.service_cidr.as_deref(),
+                        p.pod_cidr.as_deref(),
+                        p.node_cidr_mask_size,
+                        p.block_size,
+                    )
+                }),
+            ),
+            (
                 IpFamily::IPv6,
-                "spec.addressPlan.ipv6",
-                v6.service_cidr.as_deref(),
-                v6.pod_cidr.as_deref(),
-                v6.node_cidr_mask_size,
-                v6.block_size,
-                &mut out,
-            );
-            if !families.contains(&IpFamily::IPv6) {
+                plan.ipv6.as_ref().map(|p| {
+                    (
+                        p.service_cidr.as_deref(),
+                        p.pod_cidr.as_deref(),
+                        p.node_cidr_mask_size,
+                        p.block_size,
+                    )
+                }),
+            ),
+        ];
+        for (family, fields) in slots {
+            let Some((service, pod, mask, block)) = fields else {
+                continue;
+            };
+            let base = format!("spec.addressPlan.{}", family.as_str().to_lowercase());
+            let p = check_plan(family, &base, service, pod, mask, block, &mut out);
+            if !families.contains(&family) {
                 out.push(Problem::new(
-                    "spec.addressPlan.ipv6",
-                    "is set but IPv6 is not in ipFamilies",
+                    base,
+                    format!("is set but {family} is not in ipFamilies"),
                 ));
             }
-            plans.insert(IpFamily::IPv6, p);
+            plans.insert(family, p);
         }
     }
 
@@ -867,6 +870,22 @@ mod tests {
                 "spec.nat64Prefix: a NAT64 prefix (RFC 6052) is /32, /40, /48, /56, /64 or /96",
                 "spec.nat64Prefix: applies to IPv6-only policies (ipFamilies: [IPv6]); remove it for dual-stack",
             ]
+        );
+    }
+
+    #[test]
+    fn a_plan_for_a_family_the_policy_lacks_is_refused() {
+        let mut spec = v6_only();
+        spec.address_plan = Some(AddressPlan {
+            ipv4: Some(Ipv4Plan {
+                service_cidr: Some("10.96.0.0/16".into()),
+                ..Ipv4Plan::default()
+            }),
+            ipv6: None,
+        });
+        assert_eq!(
+            problems(&spec),
+            ["spec.addressPlan.ipv4: is set but IPv4 is not in ipFamilies"]
         );
     }
 
