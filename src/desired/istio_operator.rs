@@ -121,7 +121,7 @@ pub fn build(mc: &ValidMeshCluster<'_>, policy: &ValidPolicy) -> Rendered {
         .iter()
         .map(|f| f.as_str().to_string())
         .collect();
-    let family_policy = format!("{:?}", policy.family_policy);
+    let family_policy = policy.family_policy.as_str().to_string();
     let agent = mc.gloo_agent.as_ref().map(|a| RemoteService {
         address: a.to_string(),
     });
