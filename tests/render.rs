@@ -220,6 +220,16 @@ fn render_prints_one_istio_operator_per_mesh_cluster() {
     );
 }
 
+/// `dualmesh render -f dir` exits 2 and its error mentions every part.
+fn refused_with(dir: &Path, parts: &[&str]) {
+    let out = dualmesh(&["render", "-f", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in parts {
+        assert!(err.contains(part), "`{part}` missing in: {err}");
+    }
+}
+
 #[test]
 fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,17 +242,15 @@ fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
         .unwrap()
         .replace("enterprise-agent.gloo-mesh:9977", "'2001:db8::1:9977'");
     std::fs::write(dir.path().join("alpha.yaml"), mc).unwrap();
-    let out = dualmesh(&["render", "-f", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        "alpha.yaml",
-        "MeshCluster alpha",
-        "spec.istio.glooMesh.agentAddress",
-        "brackets",
-    ] {
-        assert!(err.contains(part), "`{part}` missing in: {err}");
-    }
+    refused_with(
+        dir.path(),
+        &[
+            "alpha.yaml",
+            "MeshCluster alpha",
+            "spec.istio.glooMesh.agentAddress",
+            "brackets",
+        ],
+    );
 
     // A policy whose node mask is more than 16 bits past its Pod CIDR.
     let policy = std::fs::read_to_string(repo().join("examples/policy-ipv6-only.yaml"))
@@ -254,15 +262,13 @@ fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
         dir.path().join("alpha.yaml"),
     )
     .unwrap();
-    let out = dualmesh(&["render", "-f", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        "policy.yaml",
-        "DualStackPolicy ipv6-only",
-        "spec.addressPlan.ipv6.nodeCIDRMaskSize",
-        "at most 16",
-    ] {
-        assert!(err.contains(part), "`{part}` missing in: {err}");
-    }
+    refused_with(
+        dir.path(),
+        &[
+            "policy.yaml",
+            "DualStackPolicy ipv6-only",
+            "spec.addressPlan.ipv6.nodeCIDRMaskSize",
+            "at most 16",
+        ],
+    );
 }

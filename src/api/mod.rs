@@ -15,9 +15,9 @@ pub const GROUP: &str = "dualmesh.io";
 
 /// Both CRDs as one YAML stream, as `dualmesh crd` prints them and `crds/` holds them.
 pub fn crds_yaml() -> String {
-    [DualStackPolicy::crd(), MeshCluster::crd()]
-        .iter()
-        .map(|crd| serde_yaml::to_string(crd).expect("a CRD serializes"))
+    crd_files()
+        .into_iter()
+        .map(|(_, yaml)| yaml)
         .collect::<Vec<_>>()
         .join("---\n")
 }

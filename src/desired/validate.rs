@@ -9,9 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv6Net};
 
 use crate::api::{
     DualStackPolicySpec, IpFamily, IpFamilyPolicy, MeshClusterSpec, NodeAddressType, SecretLocation,
@@ -701,46 +700,6 @@ pub fn validate_mesh_cluster(spec: &MeshClusterSpec) -> Result<ValidMeshCluster<
     })
 }
 
-/// Is `addr` an address that is never right to publish, whatever the policy
-/// (unspecified, loopback, multicast, link-local, broadcast)?
-pub fn is_never_publishable(addr: &IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            a.is_unspecified()
-                || a.is_loopback()
-                || a.is_multicast()
-                || a.is_link_local()
-                || a.is_broadcast()
-                || a.octets()[0] == 0
-        }
-        IpAddr::V6(a) => {
-            a.is_unspecified()
-                || a.is_loopback()
-                || a.is_multicast()
-                || a.is_unicast_link_local()
-                || a.to_ipv4_mapped().is_some()
-        }
-    }
-}
-
-/// IPv6 unique local (fc00::/7).
-pub fn is_unique_local(addr: &IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(a) if a.is_unique_local())
-}
-
-/// IPv4 private (RFC 1918) or shared (RFC 6598, 100.64/10).
-pub fn is_private_ipv4(addr: &IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            a.is_private()
-                || Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 10)
-                    .unwrap()
-                    .contains(a)
-        }
-        IpAddr::V6(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -909,19 +868,6 @@ mod tests {
         ] {
             assert!(parse_host_port(bad).is_err(), "{bad} accepted");
         }
-    }
-
-    #[test]
-    fn address_classes() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(is_never_publishable(&ip("fe80::1")));
-        assert!(is_never_publishable(&ip("::ffff:192.0.2.1")));
-        assert!(is_never_publishable(&ip("169.254.1.1")));
-        assert!(!is_never_publishable(&ip("2001:db8::1")));
-        assert!(is_unique_local(&ip("fd00::1")));
-        assert!(is_private_ipv4(&ip("100.64.0.1")));
-        assert!(is_private_ipv4(&ip("172.16.0.1")));
-        assert!(!is_private_ipv4(&ip("192.0.2.1")));
     }
 
     fn any_cidrish() -> impl Strategy<Value = String> {
