@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod kubelet;
+pub mod operator;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -73,7 +74,7 @@ impl std::fmt::Debug for Error {
     }
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
 }
@@ -171,6 +172,29 @@ impl PlaneDir {
     }
 }
 
+/// Audit writes only (reads would fill the disk), at Metadata level: verb,
+/// user, object; never request bodies.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+"#;
+
+/// One write request as the API server's audit log recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub user: String,
+    pub verb: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub code: Option<i64>,
+}
+
 /// One running control plane.
 pub struct ControlPlane {
     name: String,
@@ -234,6 +258,7 @@ impl ControlPlane {
         fs::create_dir_all(&pki).map_err(io("create pki folder"))?;
         for (file, pem) in [
             ("ca.crt", &certs.ca_pem),
+            ("ca.key", &certs.ca_key_pem),
             ("apiserver.crt", &certs.server_pem),
             ("apiserver.key", &certs.server_key_pem),
             ("sa.key", &certs.sa_key_pem),
@@ -242,6 +267,8 @@ impl ControlPlane {
             fs::write(pki.join(file), pem).map_err(io(format!("write {file}")))?;
         }
 
+        fs::write(root.join("audit-policy.yaml"), AUDIT_POLICY)
+            .map_err(io("write audit-policy.yaml"))?;
         let etcd_log = fs::File::create(root.join("etcd.log")).map_err(io("create etcd.log"))?;
         let etcd = Command::new(bin.join("etcd"))
             .args([
@@ -284,6 +311,15 @@ impl ControlPlane {
             "--endpoint-reconciler-type=none".to_string(),
             "--disable-admission-plugins=ServiceAccount".to_string(),
             "--profiling=false".to_string(),
+            // Every write, with who made it: tests count a client's writes at
+            // the API server (see `ControlPlane::writes_by`).
+            format!(
+                "--audit-policy-file={}",
+                root.join("audit-policy.yaml").display()
+            ),
+            format!("--audit-log-path={}", root.join("audit.log").display()),
+            "--audit-log-format=json".to_string(),
+            "--audit-log-mode=blocking".to_string(),
             "--v=1".to_string(),
         ];
         if !admission.is_empty() {
@@ -419,6 +455,64 @@ impl ControlPlane {
         &self.bin
     }
 
+    /// A kubeconfig for `user` (client certificate CN) in `groups`, signed by
+    /// this plane's CA, written to `<dir>/<file>` and returned with its path.
+    /// A user named `system:serviceaccount:<ns>:<name>` is that
+    /// ServiceAccount to RBAC, so charts' bindings can be tested as is.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str], file: &str) -> Result<PathBuf> {
+        let pki = self.dir.path().join("pki");
+        let read = |f: &str| fs::read_to_string(pki.join(f)).map_err(io(format!("read {f}")));
+        let ca_key = KeyPair::from_pem(&read("ca.key")?)?;
+        let issuer = Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *g);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {u}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: {u}\ncurrent-context: {n}\n",
+            n = self.name,
+            server = self.server_url(),
+            ca = b64(&read("ca.crt")?),
+            u = user.replace(':', "-"),
+            cert = b64(&cert.pem()),
+            key = b64(&key.serialize_pem()),
+        );
+        let path = self.dir.path().join(file);
+        fs::write(&path, yaml).map_err(io(format!("write {file}")))?;
+        Ok(path)
+    }
+
+    /// Every write request `user` made so far, from the API server's audit
+    /// log (complete responses only).
+    pub fn writes_by(&self, user: &str) -> Result<Vec<Write>> {
+        let text = fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["stage"] != "ResponseComplete" || v["user"]["username"] != user {
+                continue;
+            }
+            let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
+            out.push(Write {
+                user: user.to_string(),
+                verb: s(&v["verb"]).unwrap_or_default(),
+                resource: s(&v["objectRef"]["resource"]).unwrap_or_default(),
+                subresource: s(&v["objectRef"]["subresource"]),
+                namespace: s(&v["objectRef"]["namespace"]),
+                name: s(&v["objectRef"]["name"]),
+                code: v["responseStatus"]["code"].as_i64(),
+            });
+        }
+        Ok(out)
+    }
+
     /// A `kube::Config` for the admin user.
     pub async fn config(&self) -> Result<kube::Config> {
         kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &KubeConfigOptions::default())
@@ -535,6 +629,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// `system:masters`, and the service-account signing key.
 struct Certs {
     ca_pem: String,
+    ca_key_pem: String,
     server_pem: String,
     server_key_pem: String,
     admin_pem: String,
@@ -556,6 +651,7 @@ impl Certs {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca_cert = ca.self_signed(&ca_key)?;
+        let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca, ca_key);
 
         let server_key = KeyPair::generate()?;
@@ -589,6 +685,7 @@ impl Certs {
         let sa_key = KeyPair::generate()?;
         Ok(Certs {
             ca_pem: ca_cert.pem(),
+            ca_key_pem,
             server_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
             admin_pem: admin_cert.pem(),
