@@ -1,0 +1,269 @@
+//! The reconcile of one MeshCluster:
+//!
+//! ```text
+//! fetch     the MeshCluster (from the watch), its DualStackPolicy
+//! validate  both (pure); problems -> Valid=False, nothing applied
+//! build     the IstioOperator (pure)
+//! apply     ConfigMap (+ IstioOperator) in the target cluster, only if changed
+//! status    conditions (pure merge), written only if changed, Events
+//! ```
+//!
+//! An invalid MeshCluster or policy never removes or changes what was
+//! published before: the last good config stays in the cluster and the
+//! `IstioConfigApplied` condition keeps describing it.
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+
+use super::publish::{self, Location, Owner};
+use super::{Context, Error, FINALIZER, RESYNC, status};
+use crate::api::conditions::{self as types, reason};
+use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus, PublishedConfig};
+use crate::desired::conditions::{self, Found};
+use crate::desired::istio_operator;
+use crate::desired::validate::{self, summarize};
+
+fn key(mc: &MeshCluster) -> String {
+    format!("{}/{}", mc.namespace().unwrap_or_default(), mc.name_any())
+}
+
+/// Where this MeshCluster's config goes under its current spec.
+pub fn location(mc: &MeshCluster) -> Location {
+    Location {
+        namespace: mc.spec.istio.namespace.clone(),
+        config_map: format!("{}-istiooperator", mc.name_any()),
+        operator: mc.spec.istio.operator_name.clone(),
+    }
+}
+
+fn owner(mc: &MeshCluster) -> Owner {
+    Owner {
+        key: key(mc),
+        name: mc.name_any(),
+    }
+}
+
+/// Entry point for the controller.
+pub async fn reconcile(mc: Arc<MeshCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = mc
+        .namespace()
+        .ok_or_else(|| Error::Message("a MeshCluster is namespaced".into()))?;
+    let api: Api<MeshCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let object = key(&mc);
+    let result = finalizer(&api, FINALIZER, mc, |event| async {
+        match event {
+            Finalizer::Apply(mc) => apply(&mc, &api, &ctx).await,
+            Finalizer::Cleanup(mc) => cleanup(&mc, &ctx).await,
+        }
+    })
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        Err(kube::runtime::finalizer::Error::ApplyFailed(e))
+        | Err(kube::runtime::finalizer::Error::CleanupFailed(e)) => Err(e),
+        Err(e) => Err(Error::Finalizer(format!("{object}: {e}"))),
+    }
+}
+
+/// Called by the controller when `reconcile` fails.
+pub fn error_policy(mc: Arc<MeshCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::requeue_after_error(&ctx, &key(&mc), error)
+}
+
+/// What the steps found: conditions plus the status fields they fill.
+struct Findings {
+    found: Vec<Found>,
+    status: MeshClusterStatus,
+}
+
+async fn apply(mc: &MeshCluster, api: &Api<MeshCluster>, ctx: &Context) -> Result<Action, Error> {
+    let old = mc.status.clone().unwrap_or_default();
+    let mut findings = Findings {
+        found: Vec::new(),
+        status: MeshClusterStatus {
+            observed_generation: mc.metadata.generation,
+            ..old.clone()
+        },
+    };
+    let result = steps(mc, ctx, &mut findings).await;
+
+    // Conditions this pass did not reach keep describing what is still in the
+    // cluster; Ready summarizes the lot.
+    let now = status::now();
+    let generation = mc.metadata.generation;
+    let merged = conditions::merge(&old.conditions, &findings.found, generation, &now);
+    findings.found.push(conditions::ready(&merged));
+    findings.status.conditions =
+        conditions::merge(&old.conditions, &findings.found, generation, &now);
+    status::write(
+        ctx,
+        api,
+        mc,
+        mc.status.as_ref(),
+        &findings.status,
+        &old.conditions,
+        &findings.status.conditions,
+    )
+    .await?;
+    if result.is_ok() {
+        ctx.succeeded(&key(mc));
+    }
+    result
+}
+
+async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Action, Error> {
+    // Validate the MeshCluster.
+    let valid_mc = match validate::validate_mesh_cluster(&mc.spec) {
+        Ok(v) => v,
+        Err(problems) => {
+            out.found.push(Found::fail(
+                types::VALID,
+                reason::INVALID_SPEC,
+                summarize(&problems),
+            ));
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Fetch and validate its policy.
+    let policy_name = &mc.spec.dual_stack_policy_ref.name;
+    let policies: Api<DualStackPolicy> = Api::all(ctx.client.clone());
+    let Some(policy) = policies.get_opt(policy_name).await? else {
+        out.found.push(Found::fail(
+            types::VALID,
+            reason::POLICY_NOT_FOUND,
+            format!("spec.dualStackPolicyRef.name: DualStackPolicy {policy_name:?} not found; create it or name an existing one"),
+        ));
+        return Ok(Action::await_change());
+    };
+    let valid_policy = match validate::validate_policy(&policy.spec) {
+        Ok(v) => v,
+        Err(problems) => {
+            out.found.push(Found::fail(
+                types::VALID,
+                reason::POLICY_INVALID,
+                format!("DualStackPolicy {policy_name}: {}", summarize(&problems)),
+            ));
+            return Ok(Action::await_change());
+        }
+    };
+    out.found.push(Found::ok(
+        types::VALID,
+        reason::VALID,
+        format!("spec and DualStackPolicy {policy_name} are valid"),
+    ));
+    out.status.ip_families = Some(valid_policy.families_label());
+
+    // The target cluster.
+    if mc.spec.kubeconfig_secret_ref.is_some() {
+        out.found.push(Found::fail(
+            types::CLUSTER_REACHABLE,
+            reason::UNREACHABLE,
+            "member clusters (spec.kubeconfigSecretRef) are not connected by this version yet",
+        ));
+        return Ok(Action::requeue(RESYNC));
+    }
+    let client = ctx.client.clone();
+    out.found.push(Found::ok(
+        types::CLUSTER_REACHABLE,
+        reason::REACHABLE,
+        "the cluster dualmesh runs in",
+    ));
+
+    // Build and publish.
+    let rendered = istio_operator::build(&valid_mc, &valid_policy);
+    let owner = owner(mc);
+    let here = location(mc);
+    match publish::publish(&client, &owner, &here, &rendered).await {
+        Ok(outcome) => {
+            // A moved location: remove what the old one holds.
+            if let Some(prev) = previous_location(mc)
+                && prev != here
+            {
+                publish::unpublish(&client, &owner, &prev).await?;
+            }
+            let (why, what) = if outcome.operator_published {
+                (
+                    reason::CONFIG_MAP_AND_ISTIO_OPERATOR,
+                    format!(
+                        "ConfigMap {} and IstioOperator {} are up to date",
+                        here.config_map_ref(),
+                        here.operator_ref()
+                    ),
+                )
+            } else {
+                (
+                    reason::CONFIG_MAP_ONLY,
+                    format!(
+                        "ConfigMap {} is up to date; IstioOperator not written: CRD {} is not installed",
+                        here.config_map_ref(),
+                        publish::ISTIO_OPERATOR_CRD
+                    ),
+                )
+            };
+            let mut message = what;
+            if !rendered.overridden_keys.is_empty() {
+                message.push_str(&format!(
+                    "; dualmesh's values replaced spec.istio entries {}",
+                    rendered.overridden_keys.join(", ")
+                ));
+            }
+            out.found
+                .push(Found::ok(types::ISTIO_CONFIG_APPLIED, why, message));
+            out.status.istio_config_hash = Some(rendered.hash.clone());
+            out.status.published = Some(PublishedConfig {
+                config_map: here.config_map_ref(),
+                istio_operator: outcome.operator_published.then(|| here.operator_ref()),
+            });
+            if outcome.writes > 0 {
+                tracing::info!(meshcluster = %key(mc), hash = %rendered.hash, writes = outcome.writes, "published IstioOperator");
+            }
+        }
+        Err(e) => {
+            out.found.push(Found::fail(
+                types::ISTIO_CONFIG_APPLIED,
+                reason::APPLY_FAILED,
+                e.to_string(),
+            ));
+            return Err(Error::Message(format!("publishing the IstioOperator: {e}")));
+        }
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Where the status says the config was published last.
+fn previous_location(mc: &MeshCluster) -> Option<Location> {
+    let published = mc.status.as_ref()?.published.as_ref()?;
+    let (namespace, config_map) = published.config_map.split_once('/')?;
+    let operator = match &published.istio_operator {
+        Some(o) => o.split_once('/')?.1.to_string(),
+        None => mc.spec.istio.operator_name.clone(),
+    };
+    Some(Location {
+        namespace: namespace.to_string(),
+        config_map: config_map.to_string(),
+        operator,
+    })
+}
+
+async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
+    if mc.spec.kubeconfig_secret_ref.is_some() {
+        // Member clusters are not connected yet: nothing was published there.
+        return Ok(Action::await_change());
+    }
+    let owner = owner(mc);
+    let mut places = vec![location(mc)];
+    if let Some(prev) = previous_location(mc)
+        && !places.contains(&prev)
+    {
+        places.push(prev);
+    }
+    for place in places {
+        let deleted = publish::unpublish(&ctx.client, &owner, &place).await?;
+        tracing::info!(meshcluster = %key(mc), deleted, "removed published IstioOperator config");
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,249 @@
+//! The I/O half: watches, the reconcile pipeline of each MeshCluster
+//! (fetch -> validate -> build -> apply -> status), the DualStackPolicy status
+//! and the server-side-apply helpers. Everything that decides *what* should
+//! be lives in [`crate::desired`]; this module only reads, writes and reports.
+
+pub mod meshcluster;
+pub mod policy;
+pub mod publish;
+pub mod ssa;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::{DualStackPolicy, MeshCluster};
+
+/// The one field manager of every write dualmesh makes.
+pub const FIELD_MANAGER: &str = "dualmesh";
+/// The finalizer that lets dualmesh remove what it published for a MeshCluster.
+pub const FINALIZER: &str = "dualmesh.io/cleanup";
+/// How often a healthy object is looked at again (reads only; writes happen
+/// only when something differs).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Errors of one reconcile. Messages never carry Secret data: they come from
+/// the API server (which does not echo Secret data) or from our own text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Message(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// A short category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => "invalid",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::Message(_) => "other",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// What `dualmesh run` is told.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Watch MeshClusters only in this namespace (the operator's); all when None.
+    pub namespace: Option<String>,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The cluster dualmesh runs in (the management cluster).
+    pub client: Client,
+    pub options: RunOptions,
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, options: RunOptions) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dualmesh".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Self {
+            client,
+            options,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a success for `key` (resets its backoff).
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("failure map lock").remove(key);
+    }
+
+    /// Records a failure for `key` and returns how long to wait: 1 s doubling
+    /// up to 5 min, so a refusal is never retried hot.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut map = self.failures.lock().expect("failure map lock");
+        let n = map.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_for(*n)
+    }
+}
+
+/// The wait after `n` consecutive failures: 1, 2, 4 ... seconds, capped at 300.
+pub fn backoff_for(n: u32) -> Duration {
+    let secs = 1u64 << n.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
+}
+
+fn object_key<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Runs the MeshCluster and DualStackPolicy controllers until SIGTERM/SIGINT.
+pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
+    let ctx = Arc::new(Context::new(client.clone(), options.clone()));
+    let meshclusters: Api<MeshCluster> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let policies: Api<DualStackPolicy> = Api::all(client.clone());
+
+    let mc_controller = Controller::new(meshclusters.clone(), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(16));
+    let mc_store: Store<MeshCluster> = mc_controller.store();
+    let users = mc_store.clone();
+    // Installing or removing Istio's IstioOperator CRD changes what is
+    // published: look at every MeshCluster again when it does.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_changes = watcher::watcher(
+        crds,
+        watcher::Config::default()
+            .fields(&format!("metadata.name={}", publish::ISTIO_OPERATOR_CRD)),
+    )
+    .touched_objects()
+    .filter_map(|r| futures::future::ready(r.ok().map(|_| ())));
+    // The ConfigMaps dualmesh published (label-selected): an edit or a delete
+    // by someone else is repaired at once.
+    let published: Api<ConfigMap> = Api::all(client.clone());
+    let published_config = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::desired::istio_operator::MANAGED_BY.0,
+        crate::desired::istio_operator::MANAGED_BY.1
+    ));
+    let mc_controller = mc_controller
+        .reconcile_all_on(crd_changes)
+        .watches(published, published_config, |cm| owner_of(&cm))
+        .watches(
+            policies.clone(),
+            watcher::Config::default(),
+            move |policy| users_of(&users, &policy.name_any()),
+        )
+        .shutdown_on_signal()
+        .run(
+            meshcluster::reconcile,
+            meshcluster::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "meshcluster controller event");
+            }
+        });
+
+    let policy_controller = Controller::new(policies, watcher::Config::default());
+    let policy_store = policy_controller.store();
+    let pctx = Arc::new(policy::PolicyContext {
+        base: ctx.clone(),
+        meshclusters: mc_store.clone(),
+    });
+    let policy_controller = policy_controller
+        .watches(meshclusters, watcher::Config::default(), move |mc| {
+            policies_touching(&policy_store, &mc)
+        })
+        .shutdown_on_signal()
+        .run(policy::reconcile, policy::error_policy, pctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "policy controller event");
+            }
+        });
+
+    tracing::info!(namespace = ?options.namespace, "dualmesh controllers started");
+    futures::join!(mc_controller, policy_controller);
+    tracing::info!("dualmesh controllers stopped");
+    Ok(())
+}
+
+/// The MeshCluster a published object names in its owner annotation.
+fn owner_of<K: ResourceExt>(obj: &K) -> Option<ObjectRef<MeshCluster>> {
+    let owner = obj.annotations().get(publish::OWNER_ANNOTATION)?;
+    let (ns, name) = owner.split_once('/')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// The MeshClusters naming `policy`.
+fn users_of(store: &Store<MeshCluster>, policy: &str) -> Vec<ObjectRef<MeshCluster>> {
+    store
+        .state()
+        .iter()
+        .filter(|mc| mc.spec.dual_stack_policy_ref.name == policy)
+        .map(|mc| ObjectRef::from_obj(mc.as_ref()))
+        .collect()
+}
+
+/// The policy a MeshCluster names, and every policy that still lists it as
+/// a user (so switching policies updates both).
+fn policies_touching(
+    store: &Store<DualStackPolicy>,
+    mc: &MeshCluster,
+) -> Vec<ObjectRef<DualStackPolicy>> {
+    let me = object_key(mc);
+    let mut refs = vec![ObjectRef::new(&mc.spec.dual_stack_policy_ref.name)];
+    for p in store.state() {
+        let listed = p
+            .status
+            .as_ref()
+            .is_some_and(|s| s.used_by.contains(&me));
+        if listed && p.name_any() != mc.spec.dual_stack_policy_ref.name {
+            refs.push(ObjectRef::from_obj(p.as_ref()));
+        }
+    }
+    refs
+}
+
+/// Requeue after an error with the object's backoff.
+pub(crate) fn requeue_after_error(ctx: &Context, key: &str, error: &Error) -> Action {
+    let wait = ctx.backoff(key);
+    tracing::warn!(object = key, category = error.category(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let waits: Vec<u64> = (1..=12).map(|n| backoff_for(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+}

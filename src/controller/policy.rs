@@ -1,0 +1,85 @@
+//! DualStackPolicy status: `Valid` (the checks CEL cannot do), `Ready`, and
+//! which MeshClusters use the policy. The policy itself is applied through
+//! the MeshClusters that name it.
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+
+use super::{Context, Error, RESYNC, status};
+use crate::api::conditions::{self as types, reason};
+use crate::api::{DualStackPolicy, DualStackPolicyStatus, MeshCluster};
+use crate::desired::conditions::{self, Found};
+use crate::desired::validate::{self, summarize};
+
+/// The policy controller's context: the shared one plus the MeshCluster cache.
+pub struct PolicyContext {
+    pub base: Arc<Context>,
+    pub meshclusters: Store<MeshCluster>,
+}
+
+/// `namespace/name` of every MeshCluster naming `policy`, sorted.
+pub fn users(meshclusters: &[Arc<MeshCluster>], policy: &str) -> Vec<String> {
+    let mut users: Vec<String> = meshclusters
+        .iter()
+        .filter(|mc| mc.spec.dual_stack_policy_ref.name == policy)
+        .filter(|mc| mc.metadata.deletion_timestamp.is_none())
+        .map(|mc| format!("{}/{}", mc.namespace().unwrap_or_default(), mc.name_any()))
+        .collect();
+    users.sort();
+    users
+}
+
+/// Entry point for the controller.
+pub async fn reconcile(
+    policy: Arc<DualStackPolicy>,
+    ctx: Arc<PolicyContext>,
+) -> Result<Action, Error> {
+    // Until the MeshCluster cache is filled, usedBy would read as empty.
+    ctx.meshclusters
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::Message(e.to_string()))?;
+    let name = policy.name_any();
+    let valid = match validate::validate_policy(&policy.spec) {
+        Ok(_) => Found::ok(types::VALID, reason::VALID, "the policy is valid"),
+        Err(problems) => Found::fail(types::VALID, reason::INVALID_SPEC, summarize(&problems)),
+    };
+    let old = policy.status.clone().unwrap_or_default();
+    let now = status::now();
+    let generation = policy.metadata.generation;
+    let mut found = vec![valid];
+    let merged = conditions::merge(&old.conditions, &found, generation, &now);
+    found.push(conditions::ready(&merged));
+    let used_by = users(&ctx.meshclusters.state(), &name);
+    let new = DualStackPolicyStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &found, generation, &now),
+        in_use: i32::try_from(used_by.len()).unwrap_or(i32::MAX),
+        used_by,
+    };
+    let api: Api<DualStackPolicy> = Api::all(ctx.base.client.clone());
+    status::write(
+        &ctx.base,
+        &api,
+        policy.as_ref(),
+        policy.status.as_ref(),
+        &new,
+        &old.conditions,
+        &new.conditions,
+    )
+    .await?;
+    ctx.base.succeeded(&name);
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Called by the controller when `reconcile` fails.
+pub fn error_policy(
+    policy: Arc<DualStackPolicy>,
+    error: &Error,
+    ctx: Arc<PolicyContext>,
+) -> Action {
+    super::requeue_after_error(&ctx.base, &format!("policy/{}", policy.name_any()), error)
+}

@@ -1,0 +1,62 @@
+//! Writing status: only when it differs from what the object already says,
+//! by server-side apply of the status subresource, with an Event for every
+//! condition that changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{Context, ssa};
+use crate::desired::conditions;
+
+/// The current time, for condition transitions.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Applies `new` as the status of `obj` when it differs from `old`, then
+/// publishes one Event per changed condition. Returns whether it wrote.
+pub async fn write<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&S>,
+    new: &S,
+    old_conditions: &[Condition],
+    new_conditions: &[Condition],
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq + std::fmt::Debug,
+{
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": new,
+    });
+    ssa::apply_status(api, &obj.name_any(), &patch).await?;
+    let reference = obj.object_ref(&());
+    for c in conditions::changed(old_conditions, new_conditions) {
+        let event = Event {
+            type_: if c.status == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: c.reason.clone(),
+            note: Some(format!("{} is {}: {}", c.type_, c.status, c.message)),
+            action: format!("Set{}", c.type_),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "could not publish an Event");
+        }
+    }
+    Ok(true)
+}

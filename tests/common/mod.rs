@@ -1,0 +1,200 @@
+//! Helpers shared by the integration tests that run the operator: CRDs in,
+//! examples in, the operator as a process with its own identity, polling.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dualmesh::api::{DualStackPolicy, MeshCluster};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use testplane::ControlPlane;
+use testplane::operator::Operator;
+
+/// The operator's user name at the API server (its client certificate CN).
+pub const OPERATOR_USER: &str = "dualmesh-operator";
+/// The namespace MeshClusters live in.
+pub const NS: &str = "dualmesh-system";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `timeout`
+/// with `what` and the last state `check` described.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Installs one CRD from YAML and waits until it is Established.
+pub async fn install_crd(client: &Client, yaml: &str) {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).expect("CRD YAML");
+    let name = crd.metadata.name.clone().expect("CRD name");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    wait_for(
+        &format!("CRD {name} established"),
+        Duration::from_secs(20),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if ok {
+                    Ok(())
+                } else {
+                    Err("not established".into())
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Installs dualmesh's CRDs (the checked-in crds/ files).
+pub async fn install_dualmesh_crds(client: &Client) {
+    for (file, _) in dualmesh::api::crd_files() {
+        let yaml = std::fs::read_to_string(repo().join("crds").join(file)).expect("crds/ file");
+        install_crd(client, &yaml).await;
+    }
+}
+
+/// A stand-in for Istio's IstioOperator CRD: same group, version, kind,
+/// plural and scope, and (like Istio's) an open schema.
+pub const ISTIO_OPERATOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: istiooperators.install.istio.io
+spec:
+  group: install.istio.io
+  names:
+    kind: IstioOperator
+    listKind: IstioOperatorList
+    plural: istiooperators
+    singular: istiooperator
+    shortNames: [iop, io]
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
+}
+
+/// Reads one example file.
+pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let text = std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
+    serde_yaml::from_str(&text).expect("example parses")
+}
+
+pub async fn create_policy(client: &Client, policy: &DualStackPolicy) {
+    let api: Api<DualStackPolicy> = Api::all(client.clone());
+    api.create(&PostParams::default(), policy)
+        .await
+        .expect("create policy");
+}
+
+pub async fn create_meshcluster(client: &Client, mc: &MeshCluster) {
+    let ns = mc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| NS.to_string());
+    create_namespace(client, &ns).await;
+    let api: Api<MeshCluster> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), mc)
+        .await
+        .expect("create meshcluster");
+}
+
+/// Starts `dualmesh run` against `plane` as user [`OPERATOR_USER`]
+/// (cluster-admin through `system:masters`), logging at debug level to
+/// `<plane dir>/<log>`.
+pub fn start_operator(plane: &ControlPlane, log: &str, extra: &[&str]) -> Operator {
+    let kubeconfig = plane
+        .user_kubeconfig(OPERATOR_USER, &["system:masters"], "operator.kubeconfig")
+        .expect("operator kubeconfig");
+    let mut args = vec!["--namespace", NS, "--log", "info,dualmesh=debug"];
+    args.extend_from_slice(extra);
+    Operator::start(
+        Path::new(env!("CARGO_BIN_EXE_dualmesh")),
+        &kubeconfig,
+        &args,
+        &plane.dir().join(log),
+    )
+    .expect("start dualmesh")
+}
+
+/// The writes the operator made, as `verb resource[/sub] ns/name` lines.
+pub fn operator_writes(plane: &ControlPlane) -> Vec<String> {
+    plane
+        .writes_by(OPERATOR_USER)
+        .expect("audit log")
+        .into_iter()
+        .map(|w| {
+            format!(
+                "{} {}{} {}/{}",
+                w.verb,
+                w.resource,
+                w.subresource.map(|s| format!("/{s}")).unwrap_or_default(),
+                w.namespace.unwrap_or_default(),
+                w.name.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The condition `type_` of a MeshCluster as `(status, reason, message)`.
+pub fn condition(mc: &MeshCluster, type_: &str) -> Option<(String, String, String)> {
+    mc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
