@@ -2,5 +2,6 @@
 //! and conditions. Nothing here talks to a cluster, spawns a task or reads
 //! the clock; callers pass in what they observed and get back what should be.
 
+pub mod gateway_addresses;
 pub mod istio_operator;
 pub mod validate;
