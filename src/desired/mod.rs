@@ -3,5 +3,6 @@
 //! the clock; callers pass in what they observed and get back what should be.
 
 pub mod conditions;
+pub mod gateway_addresses;
 pub mod istio_operator;
 pub mod validate;
