@@ -93,6 +93,40 @@ async fn set_policy_spec(client: &Client, name: &str, spec: &serde_json::Value) 
         .expect("replace policy");
 }
 
+/// The gateway Service, a Node and a ready gateway Pod on it.
+async fn create_gateway(client: &Client) {
+    create_namespace(client, "istio-system").await;
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+        "spec": {"type": "NodePort", "selector": {"app": "istio-ingressgateway"},
+                 "ports": [{"name": "tls", "port": 15443}]}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "istio-system")
+        .create(&Default::default(), &svc)
+        .await
+        .unwrap();
+    testplane::kubelet::create_node(
+        client,
+        "node-a",
+        &[("InternalIP", "2001:db8::a"), ("InternalIP", "192.0.2.10")],
+    )
+    .await
+    .unwrap();
+    let labels =
+        std::collections::BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
+    testplane::kubelet::create_running_pod(
+        client,
+        "istio-system",
+        "gw",
+        &labels,
+        "node-a",
+        &["fd00::5"],
+    )
+    .await
+    .unwrap();
+}
+
 fn istio_operators(client: &Client) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("install.istio.io", "v1alpha1", "IstioOperator"),
@@ -115,6 +149,8 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
     let alpha: MeshCluster = example("meshcluster-alpha.yaml");
     create_policy(&client, &ipv6_only).await;
     create_meshcluster(&client, &alpha).await;
+    // Its gateway (so the steady state below covers that job too).
+    create_gateway(&client).await;
 
     // Created -> published, ConfigMap only (no IstioOperator CRD yet).
     let first = render(&alpha, &ipv6_only.spec);
@@ -357,6 +393,8 @@ async fn invalid_or_foreign_input_publishes_nothing() {
     let mut lost: MeshCluster = example("meshcluster-alpha.yaml");
     lost.metadata.name = Some("lost".into());
     lost.spec.dual_stack_policy_ref.name = "nope".into();
+    // No gateway on this plane: Ready then depends on the Istio config only.
+    lost.spec.ingress_gateway.manage_external_ips = false;
     create_meshcluster(&client, &lost).await;
 
     // A MeshCluster whose federation names one target twice (checked by the

@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::publish::{self, Location, Owner};
-use super::{Context, Error, FINALIZER, RESYNC, status};
+use super::{Context, Error, FINALIZER, RESYNC, gateway, status};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus, PublishedConfig};
 use crate::desired::conditions::{self, Found};
 use crate::desired::istio_operator;
-use crate::desired::validate::{self, summarize};
+use crate::desired::validate::{self, ValidMeshCluster, ValidPolicy, summarize};
 
 fn key(mc: &MeshCluster) -> String {
     format!("{}/{}", mc.namespace().unwrap_or_default(), mc.name_any())
@@ -166,24 +167,66 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
         ));
         return Ok(Action::requeue(RESYNC));
     }
-    let client = ctx.client.clone();
+    let cluster = ctx.local.clone();
     out.found.push(Found::ok(
         types::CLUSTER_REACHABLE,
         reason::REACHABLE,
         "the cluster dualmesh runs in",
     ));
 
-    // Build and publish.
-    let rendered = istio_operator::build(&valid_mc, &valid_policy);
+    // The jobs run independently: one failing does not stop the other.
+    let istio = publish_istio(mc, &cluster.client, &valid_mc, &valid_policy, out).await;
+    let mc_ref = ObjectRef::from_obj(mc);
+    let addresses = match gateway::reconcile(&cluster, &mc_ref, &valid_mc, &valid_policy).await {
+        Ok(outcome) => {
+            if outcome.writes > 0 {
+                tracing::info!(meshcluster = %key(mc), addresses = ?outcome.status.as_ref().map(|s| &s.all), "updated gateway externalIPs");
+            }
+            out.status.gateway_addresses = outcome.status;
+            let denied = outcome.denied;
+            let message = outcome.condition.message.clone();
+            out.found.push(outcome.condition);
+            if denied {
+                Err(Error::Message(format!(
+                    "gateway externalIPs refused: {message}"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => {
+            out.found.push(Found::fail(
+                types::GATEWAY_ADDRESSES_READY,
+                reason::APPLY_FAILED,
+                e.to_string(),
+            ));
+            Err(Error::Kube(e))
+        }
+    };
+    istio?;
+    addresses?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Builds the IstioOperator and publishes it; the condition and status
+/// fields go into `out`.
+async fn publish_istio(
+    mc: &MeshCluster,
+    client: &kube::Client,
+    valid_mc: &ValidMeshCluster<'_>,
+    valid_policy: &ValidPolicy,
+    out: &mut Findings,
+) -> Result<(), Error> {
+    let rendered = istio_operator::build(valid_mc, valid_policy);
     let owner = owner(mc);
     let here = location(mc);
-    match publish::publish(&client, &owner, &here, &rendered).await {
+    match publish::publish(client, &owner, &here, &rendered).await {
         Ok(outcome) => {
             // A moved location: remove what the old one holds.
             if let Some(prev) = previous_location(mc)
                 && prev != here
             {
-                publish::unpublish(&client, &owner, &prev).await?;
+                publish::unpublish(client, &owner, &prev).await?;
             }
             let (why, what) = if outcome.operator_published {
                 (
@@ -221,6 +264,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
             if outcome.writes > 0 {
                 tracing::info!(meshcluster = %key(mc), hash = %rendered.hash, writes = outcome.writes, "published IstioOperator");
             }
+            Ok(())
         }
         Err(e) => {
             out.found.push(Found::fail(
@@ -228,10 +272,9 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
                 reason::APPLY_FAILED,
                 e.to_string(),
             ));
-            return Err(Error::Message(format!("publishing the IstioOperator: {e}")));
+            Err(Error::Message(format!("publishing the IstioOperator: {e}")))
         }
     }
-    Ok(Action::requeue(RESYNC))
 }
 
 /// Where the status says the config was published last.
@@ -250,6 +293,7 @@ fn previous_location(mc: &MeshCluster) -> Option<Location> {
 }
 
 async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
+    ctx.local.forget(&ObjectRef::from_obj(mc));
     if mc.spec.kubeconfig_secret_ref.is_some() {
         // Member clusters are not connected yet: nothing was published there.
         return Ok(Action::await_change());

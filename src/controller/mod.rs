@@ -3,6 +3,8 @@
 //! and the server-side-apply helpers. Everything that decides *what* should
 //! be lives in [`crate::desired`]; this module only reads, writes and reports.
 
+pub mod cluster;
+pub mod gateway;
 pub mod meshcluster;
 pub mod policy;
 pub mod publish;
@@ -72,12 +74,16 @@ pub struct Context {
     pub client: Client,
     pub options: RunOptions,
     pub recorder: Recorder,
+    /// The cluster dualmesh runs in, as a target (its gateway watches).
+    pub local: Arc<cluster::Cluster>,
+    /// Reconcile requests from the per-cluster watches.
+    pub trigger: cluster::Trigger,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, options: RunOptions) -> Self {
+    pub fn new(client: Client, options: RunOptions, trigger: cluster::Trigger) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -86,6 +92,8 @@ impl Context {
             },
         );
         Self {
+            local: cluster::Cluster::new(client.clone(), trigger.clone()),
+            trigger,
             client,
             options,
             recorder,
@@ -120,7 +128,8 @@ fn object_key<K: ResourceExt>(obj: &K) -> String {
 
 /// Runs the MeshCluster and DualStackPolicy controllers until SIGTERM/SIGINT.
 pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
-    let ctx = Arc::new(Context::new(client.clone(), options.clone()));
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    let ctx = Arc::new(Context::new(client.clone(), options.clone(), trigger));
     let meshclusters: Api<MeshCluster> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -151,6 +160,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     ));
     let mc_controller = mc_controller
         .reconcile_all_on(crd_changes)
+        .reconcile_on(triggered)
         .watches(published, published_config, |cm| owner_of(&cm))
         .watches(
             policies.clone(),
@@ -219,10 +229,7 @@ fn policies_touching(
     let me = object_key(mc);
     let mut refs = vec![ObjectRef::new(&mc.spec.dual_stack_policy_ref.name)];
     for p in store.state() {
-        let listed = p
-            .status
-            .as_ref()
-            .is_some_and(|s| s.used_by.contains(&me));
+        let listed = p.status.as_ref().is_some_and(|s| s.used_by.contains(&me));
         if listed && p.name_any() != mc.spec.dual_stack_policy_ref.name {
             refs.push(ObjectRef::from_obj(p.as_ref()));
         }

@@ -1,0 +1,287 @@
+//! A target cluster as dualmesh sees it: a client, and the label-selected
+//! watches of each MeshCluster's gateway there (its Pods and its Service),
+//! plus one Node watch per cluster whose cache keeps only names and
+//! addresses. Every event maps back to the MeshClusters it concerns and is
+//! sent on the trigger channel the MeshCluster controller listens to.
+//!
+//! Memory stays flat on big clusters: Pods are watched only in the gateway
+//! namespace with the gateway selector, the Service by name, and cached Nodes
+//! are stripped to their addresses before they enter the cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{
+    Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::MeshCluster;
+
+/// Where reconcile requests go.
+pub type Trigger = UnboundedSender<ObjectRef<MeshCluster>>;
+
+/// A spawned task, aborted when dropped.
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a gateway watch selects; a change restarts the watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayKey {
+    pub namespace: String,
+    pub selector: BTreeMap<String, String>,
+    pub service: String,
+}
+
+impl GatewayKey {
+    fn label_selector(&self) -> String {
+        self.selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The watches of one MeshCluster's gateway.
+pub struct GatewayWatch {
+    pub key: GatewayKey,
+    pub pods: Store<Pod>,
+    pub services: Store<Service>,
+    _tasks: Vec<Task>,
+}
+
+/// One target cluster.
+pub struct Cluster {
+    pub client: Client,
+    trigger: Trigger,
+    nodes: Mutex<Option<(Store<Node>, Arc<Task>)>>,
+    gateways: Mutex<HashMap<ObjectRef<MeshCluster>, Arc<GatewayWatch>>>,
+    this: Weak<Cluster>,
+}
+
+/// Keeps only what address selection reads: name and addresses.
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    node.metadata.labels = None;
+    node.metadata.owner_references = None;
+    node.spec = None;
+    let addresses = node.status.take().and_then(|s| s.addresses);
+    node.status = Some(NodeStatus {
+        addresses,
+        ..Default::default()
+    });
+}
+
+/// Keeps only what gateway selection reads: node, phase, readiness, deletion.
+fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    let node_name = pod.spec.take().and_then(|s| s.node_name);
+    pod.spec = Some(PodSpec {
+        node_name,
+        containers: Vec::new(),
+        ..Default::default()
+    });
+    let status = pod.status.take().unwrap_or_default();
+    pod.status = Some(PodStatus {
+        phase: status.phase,
+        conditions: status.conditions.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    });
+}
+
+fn addresses_of(node: &Node) -> Vec<(String, String)> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(|a| {
+            a.iter()
+                .map(|x| (x.type_.clone(), x.address.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Cluster {
+    pub fn new(client: Client, trigger: Trigger) -> Arc<Self> {
+        Arc::new_cyclic(|this| Cluster {
+            client,
+            trigger,
+            nodes: Mutex::new(None),
+            gateways: Mutex::new(HashMap::new()),
+            this: this.clone(),
+        })
+    }
+
+    /// The cluster's Node cache (name and addresses only), started on first use.
+    pub fn nodes(&self) -> Store<Node> {
+        let mut guard = self.nodes.lock().expect("nodes lock");
+        if let Some((store, _)) = guard.as_ref() {
+            return store.clone();
+        }
+        let (store, writer) = reflector::store();
+        let api: Api<Node> = Api::all(self.client.clone());
+        let this = self.this.clone();
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(strip_node),
+        );
+        let task = tokio::spawn(async move {
+            // Only a change of a node's addresses (or its deletion) matters.
+            let mut seen: HashMap<String, Vec<(String, String)>> = HashMap::new();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let Ok(event) = event else { continue };
+                let changed: Vec<String> = match event {
+                    watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                        let name = node.name_any();
+                        let addrs = addresses_of(&node);
+                        if seen.get(&name) == Some(&addrs) {
+                            continue;
+                        }
+                        seen.insert(name.clone(), addrs);
+                        vec![name]
+                    }
+                    watcher::Event::Delete(node) => {
+                        let name = node.name_any();
+                        seen.remove(&name);
+                        vec![name]
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                };
+                let Some(cluster) = this.upgrade() else {
+                    return;
+                };
+                cluster.trigger_for_nodes(&changed);
+            }
+        });
+        *guard = Some((store.clone(), Arc::new(Task(task))));
+        store
+    }
+
+    fn trigger_for_nodes(&self, nodes: &[String]) {
+        let gateways = self.gateways.lock().expect("gateways lock");
+        for (mc, gw) in gateways.iter() {
+            let uses = gw.pods.state().iter().any(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_some_and(|n| nodes.contains(n))
+            });
+            if uses {
+                let _ = self.trigger.unbounded_send(mc.clone());
+            }
+        }
+    }
+
+    /// The gateway watches for `mc`, (re)started when `key` changed.
+    pub fn gateway(&self, mc: &ObjectRef<MeshCluster>, key: &GatewayKey) -> Arc<GatewayWatch> {
+        let mut gateways = self.gateways.lock().expect("gateways lock");
+        if let Some(gw) = gateways.get(mc)
+            && gw.key == *key
+        {
+            return gw.clone();
+        }
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        let (pods, pod_writer) = reflector::store();
+        let pod_stream = reflector::reflector(
+            pod_writer,
+            watcher::watcher(
+                pods_api,
+                watcher::Config::default().labels(&key.label_selector()),
+            )
+            .default_backoff()
+            .modify(strip_pod),
+        );
+        let services_api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let (services, service_writer) = reflector::store();
+        let service_stream = reflector::reflector(
+            service_writer,
+            watcher::watcher(
+                services_api,
+                watcher::Config::default().fields(&format!("metadata.name={}", key.service)),
+            )
+            .default_backoff()
+            .modify(|s: &mut Service| s.metadata.managed_fields = None),
+        );
+        let tasks = vec![
+            Task(tokio::spawn(forward(
+                pod_stream,
+                self.trigger.clone(),
+                mc.clone(),
+            ))),
+            Task(tokio::spawn(forward(
+                service_stream,
+                self.trigger.clone(),
+                mc.clone(),
+            ))),
+        ];
+        let gw = Arc::new(GatewayWatch {
+            key: key.clone(),
+            pods,
+            services,
+            _tasks: tasks,
+        });
+        gateways.insert(mc.clone(), gw.clone());
+        gw
+    }
+
+    /// Stops the gateway watches of `mc` (gone, or no longer managing addresses).
+    pub fn forget(&self, mc: &ObjectRef<MeshCluster>) {
+        self.gateways.lock().expect("gateways lock").remove(mc);
+    }
+}
+
+/// Sends `mc` on `trigger` for every change the stream reports (the initial
+/// list included: the first reconcile after a watch starts sees its cache).
+async fn forward<K, S>(stream: S, trigger: Trigger, mc: ObjectRef<MeshCluster>)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream.try_filter(|e| {
+        futures::future::ready(!matches!(
+            e,
+            watcher::Event::Init | watcher::Event::InitApply(_)
+        ))
+    }));
+    while let Some(event) = stream.next().await {
+        if event.is_ok() && trigger.unbounded_send(mc.clone()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until a store has its first list, at most `timeout`.
+pub async fn synced<K>(store: &Store<K>, timeout: Duration) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    tokio::time::timeout(timeout, store.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
