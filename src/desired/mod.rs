@@ -3,4 +3,5 @@
 //! the clock; callers pass in what they observed and get back what should be.
 
 pub mod istio_operator;
+pub mod kubeconfig;
 pub mod validate;
