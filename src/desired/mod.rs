@@ -4,4 +4,5 @@
 
 pub mod istio_operator;
 pub mod kubeconfig;
+pub mod secret_sync;
 pub mod validate;
