@@ -517,7 +517,8 @@ pub struct ValidMeshCluster<'a> {
 }
 
 /// Checks a MeshCluster spec (everything the schema checks, for offline use,
-/// plus duplicate sync targets).
+/// plus duplicate sync targets, and on the local cluster a sync onto its own
+/// source).
 pub fn validate_mesh_cluster(spec: &MeshClusterSpec) -> Result<ValidMeshCluster<'_>, Vec<Problem>> {
     let mut out = Vec::new();
     for (field, value) in [
@@ -643,6 +644,12 @@ pub fn validate_mesh_cluster(spec: &MeshClusterSpec) -> Result<ValidMeshCluster<
                         "{}/{} is already the target of an earlier entry",
                         s.target.namespace, s.target.name
                     ),
+                ));
+            }
+            if spec.kubeconfig_secret_ref.is_none() && s.source == s.target {
+                out.push(Problem::new(
+                    format!("spec.federation.secrets[{i}].target"),
+                    "is the source itself: on the cluster dualmesh runs in (no kubeconfigSecretRef) the copy would overwrite its source; choose another namespace or name",
                 ));
             }
             for (side, loc) in [("source", &s.source), ("target", &s.target)] {
@@ -845,6 +852,28 @@ mod tests {
         assert_eq!(
             problems(&spec),
             ["spec.addressPlan.ipv4: is set but IPv4 is not in ipFamilies"]
+        );
+    }
+
+    #[test]
+    fn a_local_sync_onto_its_own_source_is_refused() {
+        let yaml = include_str!("../../examples/meshcluster-beta.yaml");
+        let mut spec = serde_yaml::from_str::<crate::api::MeshCluster>(yaml)
+            .unwrap()
+            .spec;
+        // On a member the relay pair keeps its names: that is the point.
+        assert!(validate_mesh_cluster(&spec).is_ok());
+        spec.kubeconfig_secret_ref = None;
+        let problems: Vec<_> = validate_mesh_cluster(&spec)
+            .unwrap_err()
+            .iter()
+            .map(Problem::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            [0, 1].map(|i| format!(
+                "spec.federation.secrets[{i}].target: is the source itself: on the cluster dualmesh runs in (no kubeconfigSecretRef) the copy would overwrite its source; choose another namespace or name"
+            ))
         );
     }
 
