@@ -27,7 +27,7 @@ use crate::api::MeshCluster;
 pub type Trigger = UnboundedSender<ObjectRef<MeshCluster>>;
 
 /// A spawned task, aborted when dropped.
-struct Task(tokio::task::JoinHandle<()>);
+pub struct Task(pub tokio::task::JoinHandle<()>);
 
 impl Drop for Task {
     fn drop(&mut self) {

@@ -13,14 +13,16 @@
 //! `IstioConfigApplied` condition keeps describing it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use super::cluster::Cluster;
 use super::publish::{self, Location, Owner};
-use super::{Context, Error, FINALIZER, RESYNC, gateway, status};
+use super::{Context, Error, FINALIZER, RESYNC, federation, gateway, status};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus, PublishedConfig};
 use crate::desired::conditions::{self, Found};
@@ -158,26 +160,78 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
     ));
     out.status.ip_families = Some(valid_policy.families_label());
 
-    // The target cluster.
-    if mc.spec.kubeconfig_secret_ref.is_some() {
-        out.found.push(Found::fail(
+    // The target cluster: this one, or a member through its kubeconfig.
+    let member = mc.spec.kubeconfig_secret_ref.is_some();
+    let cluster = if member {
+        ctx.watch_secrets(&mc.namespace().unwrap_or_default());
+        let cluster = match ctx.members.connect(&ctx.client, &ctx.trigger, mc).await {
+            Ok(c) => c,
+            Err(federation::Unusable(found)) => {
+                out.found.push(found);
+                return Ok(Action::requeue(federation::MEMBER_RESYNC));
+            }
+        };
+        match federation::probe(&cluster.client).await {
+            Ok(version) => out.found.push(Found::ok(
+                types::CLUSTER_REACHABLE,
+                reason::REACHABLE,
+                format!("the member's API server answers ({version})"),
+            )),
+            Err(e) => {
+                out.found.push(Found::fail(
+                    types::CLUSTER_REACHABLE,
+                    reason::UNREACHABLE,
+                    format!("the member's API server does not answer: {e}"),
+                ));
+                return Ok(Action::requeue(federation::MEMBER_RESYNC));
+            }
+        }
+        cluster
+    } else {
+        out.found.push(Found::ok(
             types::CLUSTER_REACHABLE,
-            reason::UNREACHABLE,
-            "member clusters (spec.kubeconfigSecretRef) are not connected by this version yet",
+            reason::REACHABLE,
+            "the cluster dualmesh runs in",
         ));
-        return Ok(Action::requeue(RESYNC));
-    }
-    let cluster = ctx.local.clone();
-    out.found.push(Found::ok(
-        types::CLUSTER_REACHABLE,
-        reason::REACHABLE,
-        "the cluster dualmesh runs in",
-    ));
+        ctx.local.clone()
+    };
+    let requeue = if member {
+        federation::MEMBER_RESYNC
+    } else {
+        RESYNC
+    };
 
-    // The jobs run independently: one failing does not stop the other.
-    let istio = publish_istio(mc, &cluster.client, &valid_mc, &valid_policy, out).await;
+    // The jobs run independently: one failing does not stop the others, and
+    // a member that stops answering mid-way cannot hold this worker long.
+    let jobs = async {
+        let istio = publish_istio(mc, &cluster.client, &valid_mc, &valid_policy, out).await;
+        let addresses = gateway_job(&cluster, mc, &valid_mc, &valid_policy, out).await;
+        let secrets = secrets_job(ctx, &cluster.client, mc, out).await;
+        istio.and(addresses).and(secrets)
+    };
+    match tokio::time::timeout(Duration::from_secs(30), jobs).await {
+        Ok(result) => result?,
+        Err(_) => {
+            out.found.push(Found::fail(
+                types::CLUSTER_REACHABLE,
+                reason::UNREACHABLE,
+                "the target cluster did not finish answering within 30 s",
+            ));
+            return Ok(Action::requeue(requeue));
+        }
+    }
+    Ok(Action::requeue(requeue))
+}
+
+async fn gateway_job(
+    cluster: &Cluster,
+    mc: &MeshCluster,
+    valid_mc: &ValidMeshCluster<'_>,
+    valid_policy: &ValidPolicy,
+    out: &mut Findings,
+) -> Result<(), Error> {
     let mc_ref = ObjectRef::from_obj(mc);
-    let addresses = match gateway::reconcile(&cluster, &mc_ref, &valid_mc, &valid_policy).await {
+    match gateway::reconcile(cluster, &mc_ref, valid_mc, valid_policy).await {
         Ok(outcome) => {
             if outcome.writes > 0 {
                 tracing::info!(meshcluster = %key(mc), addresses = ?outcome.status.as_ref().map(|s| &s.all), "updated gateway externalIPs");
@@ -202,10 +256,38 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
             ));
             Err(Error::Kube(e))
         }
-    };
-    istio?;
-    addresses?;
-    Ok(Action::requeue(RESYNC))
+    }
+}
+
+async fn secrets_job(
+    ctx: &Context,
+    target: &kube::Client,
+    mc: &MeshCluster,
+    out: &mut Findings,
+) -> Result<(), Error> {
+    for s in crate::desired::secret_sync::effective_syncs(&mc.spec) {
+        ctx.watch_secrets(&s.source.namespace);
+    }
+    let previous = mc
+        .status
+        .as_ref()
+        .map(|s| s.synced_secrets.clone())
+        .unwrap_or_default();
+    match federation::sync_secrets(&ctx.client, target, mc, &previous).await {
+        Ok(outcome) => {
+            out.status.synced_secrets = outcome.synced;
+            out.found.push(outcome.condition);
+            Ok(())
+        }
+        Err(e) => {
+            out.found.push(Found::fail(
+                types::SECRETS_SYNCED,
+                reason::SYNC_FAILED,
+                e.to_string(),
+            ));
+            Err(Error::Kube(e))
+        }
+    }
 }
 
 /// Builds the IstioOperator and publishes it; the condition and status
@@ -293,11 +375,25 @@ fn previous_location(mc: &MeshCluster) -> Option<Location> {
 }
 
 async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
-    ctx.local.forget(&ObjectRef::from_obj(mc));
-    if mc.spec.kubeconfig_secret_ref.is_some() {
-        // Member clusters are not connected yet: nothing was published there.
-        return Ok(Action::await_change());
-    }
+    let mc_ref = ObjectRef::from_obj(mc);
+    ctx.local.forget(&mc_ref);
+    let target = if mc.spec.kubeconfig_secret_ref.is_some() {
+        let reachable = match ctx.members.connect(&ctx.client, &ctx.trigger, mc).await {
+            Ok(c) => federation::probe(&c.client).await.map(|_| c).ok(),
+            Err(_) => None,
+        };
+        ctx.members.drop_member(&mc_ref);
+        match reachable {
+            Some(c) => c.client.clone(),
+            None => {
+                // Never block a deletion on a member that is gone for good.
+                tracing::warn!(meshcluster = %key(mc), "member unreachable at deletion: what was published there stays");
+                return Ok(Action::await_change());
+            }
+        }
+    } else {
+        ctx.client.clone()
+    };
     let owner = owner(mc);
     let mut places = vec![location(mc)];
     if let Some(prev) = previous_location(mc)
@@ -306,8 +402,12 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
         places.push(prev);
     }
     for place in places {
-        let deleted = publish::unpublish(&ctx.client, &owner, &place).await?;
+        let deleted = publish::unpublish(&target, &owner, &place).await?;
         tracing::info!(meshcluster = %key(mc), deleted, "removed published IstioOperator config");
+    }
+    let removed = federation::remove_copies(&target, mc).await?;
+    if removed > 0 {
+        tracing::info!(meshcluster = %key(mc), removed, "removed synced Secrets (deleteOnRemoval)");
     }
     Ok(Action::await_change())
 }

@@ -4,6 +4,7 @@
 //! be lives in [`crate::desired`]; this module only reads, writes and reports.
 
 pub mod cluster;
+pub mod federation;
 pub mod gateway;
 pub mod meshcluster;
 pub mod policy;
@@ -78,6 +79,13 @@ pub struct Context {
     pub local: Arc<cluster::Cluster>,
     /// Reconcile requests from the per-cluster watches.
     pub trigger: cluster::Trigger,
+    /// Member cluster connections.
+    pub members: federation::Members,
+    /// The MeshCluster cache (set once the controller is built).
+    pub meshclusters: std::sync::OnceLock<Store<MeshCluster>>,
+    /// Metadata-only Secret watches, per namespace, for kubeconfig and
+    /// source Secrets: a change triggers the MeshClusters naming it.
+    secret_watches: Mutex<HashMap<String, cluster::Task>>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -97,8 +105,43 @@ impl Context {
             client,
             options,
             recorder,
+            members: federation::Members::default(),
+            meshclusters: std::sync::OnceLock::new(),
+            secret_watches: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Watches the metadata (never the data) of Secrets in `namespace` of
+    /// the management cluster, once per namespace.
+    pub fn watch_secrets(&self, namespace: &str) {
+        let mut watches = self.secret_watches.lock().expect("secret watches lock");
+        if watches.contains_key(namespace) {
+            return;
+        }
+        let api: Api<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> =
+            Api::namespaced(self.client.clone(), namespace);
+        let store = self.meshclusters.get().cloned();
+        let trigger = self.trigger.clone();
+        let ns = namespace.to_string();
+        let task = tokio::spawn(async move {
+            let stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .touched_objects();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let (Ok(meta), Some(store)) = (event, store.as_ref()) else {
+                    continue;
+                };
+                let name = meta.name_any();
+                for mc in store.state() {
+                    if uses_secret(&mc, &ns, &name) {
+                        let _ = trigger.unbounded_send(ObjectRef::from_obj(mc.as_ref()));
+                    }
+                }
+            }
+        });
+        watches.insert(namespace.to_string(), cluster::Task(task));
     }
 
     /// Records a success for `key` (resets its backoff).
@@ -139,6 +182,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     let mc_controller = Controller::new(meshclusters.clone(), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(16));
     let mc_store: Store<MeshCluster> = mc_controller.store();
+    let _ = ctx.meshclusters.set(mc_store.clone());
     let users = mc_store.clone();
     // Installing or removing Istio's IstioOperator CRD changes what is
     // published: look at every MeshCluster again when it does.
@@ -201,6 +245,19 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     futures::join!(mc_controller, policy_controller);
     tracing::info!("dualmesh controllers stopped");
     Ok(())
+}
+
+/// Whether `mc` reads Secret `ns/name` (its kubeconfig or a sync source).
+fn uses_secret(mc: &MeshCluster, ns: &str, name: &str) -> bool {
+    let kubeconfig = mc
+        .spec
+        .kubeconfig_secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name == name && mc.namespace().as_deref() == Some(ns));
+    kubeconfig
+        || crate::desired::secret_sync::effective_syncs(&mc.spec)
+            .iter()
+            .any(|s| s.source.namespace == ns && s.source.name == name)
 }
 
 /// The MeshCluster a published object names in its owner annotation.

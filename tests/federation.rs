@@ -1,0 +1,419 @@
+//! Federation across real control planes: dualmesh runs in alpha with
+//! MeshClusters for alpha (local) and beta (member, through a kubeconfig
+//! Secret). Trust Secrets appear in beta, follow rotations, are repaired
+//! after edits and kept when their source vanishes; beta's IstioOperator
+//! ConfigMap and gateway externalIPs come from beta's own Nodes and Pods;
+//! stopping beta's API server sets ClusterReachable=False while alpha keeps
+//! being reconciled, and beta recovers without a restart. Kubeconfigs that
+//! could run commands or read files are refused. The operator's whole debug
+//! log never contains a secret value.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dualmesh::api::{DualStackPolicy, MeshCluster};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use testplane::ControlPlane;
+use testplane::kubelet::{create_node, create_running_pod, set_node_addresses};
+
+const WAIT: Duration = Duration::from_secs(30);
+const CA: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBrelayROOTcaDATA0123456789\n-----END CERTIFICATE-----\n";
+const TLS_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nrelaySERVERprivateKEYdata\n-----END PRIVATE KEY-----\n";
+const TOKEN_1: &str = "relay-token-7f3a9c1e5b2d4f60";
+const TOKEN_2: &str = "relay-token-rotated-0d9e8c7b6a5f";
+
+async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    create_namespace(client, ns).await;
+    let data: BTreeMap<String, ByteString> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply secret");
+}
+
+async fn secret_data(client: &Client, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    Some(
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect(),
+    )
+}
+
+async fn wait_secret(client: &Client, name: &str, want: &[(&str, &str)]) {
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    wait_for(
+        &format!("beta gloo-mesh/{name} = {:?}", want.keys()),
+        WAIT,
+        || async {
+            match secret_data(client, "gloo-mesh", name).await {
+                Some(d) if d == want => Ok(()),
+                Some(d) => Err(format!("keys {:?}", d.keys())),
+                None => Err("absent".into()),
+            }
+        },
+    )
+    .await;
+}
+
+async fn mc_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .ok()?;
+    condition(&mc, type_)
+}
+
+async fn wait_mc(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    within: Duration,
+) -> String {
+    wait_for(
+        &format!("{name} {type_}={status} ({reason})"),
+        within,
+        || async {
+            match mc_condition(client, name, type_).await {
+                Some((s, r, m)) if s == status && r == reason => Ok(m),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// A gateway in `client`'s cluster: Service, one Node, one ready Pod.
+async fn gateway(client: &Client, node_address: &str) {
+    create_namespace(client, "istio-system").await;
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+        "spec": {"type": "NodePort", "selector": {"app": "istio-ingressgateway"},
+                 "ports": [{"name": "tls", "port": 15443}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(client.clone(), "istio-system")
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    create_node(client, "node-1", &[("InternalIP", node_address)])
+        .await
+        .unwrap();
+    let labels = BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
+    create_running_pod(
+        client,
+        "istio-system",
+        "gw",
+        &labels,
+        "node-1",
+        &["fd00::5"],
+    )
+    .await
+    .unwrap();
+}
+
+async fn external_ips(client: &Client) -> Vec<String> {
+    Api::<Service>::namespaced(client.clone(), "istio-system")
+        .get("istio-ingressgateway")
+        .await
+        .ok()
+        .and_then(|s| s.spec)
+        .and_then(|s| s.external_ips)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn member_clusters_get_config_addresses_and_trust_secrets() {
+    let alpha = ControlPlane::start_named("fed-alpha").await.expect("alpha");
+    let mut beta = ControlPlane::start_named("fed-beta").await.expect("beta");
+    let a = alpha.client().await.unwrap();
+    let b = beta.client().await.unwrap();
+    install_dualmesh_crds(&a).await;
+
+    // Management cluster: sources, beta's kubeconfig, policy, MeshClusters.
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-root-tls-secret",
+        &[("ca.crt", CA), ("tls.key", TLS_KEY)],
+    )
+    .await;
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", TOKEN_1)],
+    )
+    .await;
+    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
+    put_secret(
+        &a,
+        NS,
+        "beta-kubeconfig",
+        &[("kubeconfig", &beta_kubeconfig)],
+    )
+    .await;
+    // A kubeconfig that would make the operator run a command.
+    let exec_kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: g\n  cluster:\n    server: {}\ncontexts:\n- name: g\n  context: {{cluster: g, user: g}}\ncurrent-context: g\nusers:\n- name: g\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"-c\", \"touch /tmp/pwned\"]\n",
+        beta.server_url()
+    );
+    put_secret(
+        &a,
+        NS,
+        "gamma-kubeconfig",
+        &[("kubeconfig", &exec_kubeconfig)],
+    )
+    .await;
+    gateway(&a, "2001:db8:a::1").await;
+    gateway(&b, "2001:db8:b::1").await;
+
+    let operator = {
+        let kubeconfig = alpha
+            .user_kubeconfig(OPERATOR_USER, &["system:masters"], "operator.kubeconfig")
+            .unwrap();
+        testplane::operator::Operator::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_dualmesh")),
+            &kubeconfig,
+            &["--namespace", NS, "--log", "debug", "--log-format", "json"],
+            &alpha.dir().join("operator.log"),
+        )
+        .unwrap()
+    };
+    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
+    create_meshcluster(&a, &example::<MeshCluster>("meshcluster-alpha.yaml")).await;
+    create_meshcluster(&a, &example::<MeshCluster>("meshcluster-beta.yaml")).await;
+    let mut gamma: MeshCluster = example("meshcluster-beta.yaml");
+    gamma.metadata.name = Some("gamma".into());
+    gamma.spec.cluster_name = "cluster-gamma".into();
+    gamma.spec.kubeconfig_secret_ref.as_mut().unwrap().name = "gamma-kubeconfig".into();
+    create_meshcluster(&a, &gamma).await;
+
+    // Beta: trust Secrets (only the mapped keys), config, addresses.
+    wait_secret(&b, "relay-root-tls-secret", &[("ca.crt", CA)]).await;
+    wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_1)]).await;
+    let copy = Api::<Secret>::namespaced(b.clone(), "gloo-mesh")
+        .get("relay-identity-token-secret")
+        .await
+        .unwrap();
+    assert_eq!(
+        copy.metadata
+            .labels
+            .unwrap_or_default()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("dualmesh")
+    );
+    assert!(
+        copy.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("dualmesh.io/content-hash")
+    );
+    wait_for("beta's IstioOperator ConfigMap", WAIT, || async {
+        match Api::<ConfigMap>::namespaced(b.clone(), "istio-system")
+            .get_opt("beta-istiooperator")
+            .await
+        {
+            Ok(Some(cm))
+                if cm
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("istiooperator.yaml"))
+                    .is_some_and(|y| y.contains("clusterName: cluster-beta")) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+        }
+    })
+    .await;
+    wait_for("beta's externalIPs from beta's node", WAIT, || async {
+        let ips = external_ips(&b).await;
+        if ips == vec!["2001:db8:b::1".to_string()] {
+            Ok(())
+        } else {
+            Err(format!("{ips:?}"))
+        }
+    })
+    .await;
+    assert_eq!(external_ips(&a).await, vec!["2001:db8:a::1".to_string()]);
+    wait_mc(&a, "beta", "Ready", "True", "Ready", WAIT).await;
+    let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
+        .get("beta")
+        .await
+        .unwrap();
+    let synced = mc.status.unwrap().synced_secrets;
+    let targets: Vec<&str> = synced.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        vec![
+            "gloo-mesh/relay-identity-token-secret",
+            "gloo-mesh/relay-root-tls-secret"
+        ]
+    );
+    assert!(synced.iter().all(|s| s.hash.len() == 64));
+
+    // The exec kubeconfig is refused, and nothing ran.
+    let message = wait_mc(
+        &a,
+        "gamma",
+        "ClusterReachable",
+        "False",
+        "KubeconfigRefused",
+        WAIT,
+    )
+    .await;
+    assert!(message.contains("exec"), "{message}");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+
+    // Rotation reaches beta.
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", TOKEN_2)],
+    )
+    .await;
+    wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_2)]).await;
+
+    // An edit in beta is repaired.
+    put_secret(
+        &b,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", "tampered")],
+    )
+    .await;
+    wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_2)]).await;
+
+    // The source vanishes: SecretsSynced=False naming it, beta keeps its copy.
+    Api::<Secret>::namespaced(a.clone(), "gloo-mesh")
+        .delete("relay-root-tls-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    let message = wait_mc(&a, "beta", "SecretsSynced", "False", "SourceMissing", WAIT).await;
+    assert!(
+        message.contains("gloo-mesh/relay-root-tls-secret"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_secret(&b, "relay-root-tls-secret", &[("ca.crt", CA)]).await;
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-root-tls-secret",
+        &[("ca.crt", CA), ("tls.key", TLS_KEY)],
+    )
+    .await;
+    wait_mc(&a, "beta", "SecretsSynced", "True", "Synced", WAIT).await;
+
+    // Beta's API server stops: ClusterReachable=False within 30 s, while
+    // alpha's own MeshCluster keeps being reconciled.
+    beta.kill_apiserver();
+    let stopped = Instant::now();
+    let message = wait_mc(&a, "beta", "ClusterReachable", "False", "Unreachable", WAIT).await;
+    assert!(stopped.elapsed() <= Duration::from_secs(30));
+    assert!(message.contains("does not answer"), "{message}");
+    set_node_addresses(&a, "node-1", &[("InternalIP", "2001:db8:a::2")])
+        .await
+        .unwrap();
+    wait_for(
+        "alpha's externalIPs follow its node while beta is down",
+        Duration::from_secs(10),
+        || async {
+            let ips = external_ips(&a).await;
+            if ips == vec!["2001:db8:a::2".to_string()] {
+                Ok(())
+            } else {
+                Err(format!("{ips:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Beta returns: reachable again, no operator restart.
+    beta.restart_apiserver().await.unwrap();
+    wait_mc(&a, "beta", "ClusterReachable", "True", "Reachable", WAIT).await;
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", TOKEN_1)],
+    )
+    .await;
+    wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_1)]).await;
+    assert!(operator.pid().is_some());
+
+    // No secret value, token or kubeconfig credential in the whole log.
+    let log = operator.log();
+    assert!(
+        log.contains("synced Secret"),
+        "the log is the operator's debug log"
+    );
+    let kc: serde_yaml::Value = serde_yaml::from_str(&beta_kubeconfig).unwrap();
+    let user = &kc["users"][0]["user"];
+    let mut needles = vec![
+        TOKEN_1.to_string(),
+        TOKEN_2.to_string(),
+        "relayROOTcaDATA".to_string(),
+        "relaySERVERprivateKEY".to_string(),
+        "tampered".to_string(),
+        user["client-key-data"].as_str().unwrap().to_string(),
+        user["client-certificate-data"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        "touch /tmp/pwned".to_string(),
+    ];
+    // Also their base64 forms as they travel in Secret JSON.
+    use base64::Engine as _;
+    for raw in [TOKEN_1, TOKEN_2, CA] {
+        needles.push(base64::engine::general_purpose::STANDARD.encode(raw));
+    }
+    for needle in &needles {
+        let short: String = needle.chars().take(24).collect();
+        assert!(
+            !log.contains(&short),
+            "the operator log contains secret material {short:?}"
+        );
+    }
+}
