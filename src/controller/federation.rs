@@ -33,10 +33,13 @@ pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 /// 30 s and a recovery is picked up without a restart.
 pub const MEMBER_RESYNC: Duration = Duration::from_secs(10);
 
+/// A member connection and the SHA-256 of the kubeconfig it was made from.
+type Connection = (String, Arc<Cluster>);
+
 /// The member connections, one per MeshCluster with a kubeconfigSecretRef.
 #[derive(Default)]
 pub struct Members {
-    inner: Mutex<HashMap<ObjectRef<MeshCluster>, (String, Arc<Cluster>)>>,
+    inner: Mutex<HashMap<ObjectRef<MeshCluster>, Connection>>,
 }
 
 /// Why there is no usable connection.
