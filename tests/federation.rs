@@ -417,3 +417,86 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn three_planes_one_member_down_does_not_hold_up_the_other() {
+    let alpha = ControlPlane::start_named("fed3-alpha")
+        .await
+        .expect("alpha");
+    let beta = ControlPlane::start_named("fed3-beta").await.expect("beta");
+    let mut gamma = ControlPlane::start_named("fed3-gamma")
+        .await
+        .expect("gamma");
+    let a = alpha.client().await.unwrap();
+    let b = beta.client().await.unwrap();
+    let g = gamma.client().await.unwrap();
+    install_dualmesh_crds(&a).await;
+    put_secret(&a, "gloo-mesh", "relay-root-tls-secret", &[("ca.crt", CA)]).await;
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", TOKEN_1)],
+    )
+    .await;
+    for (plane, name) in [(&beta, "beta"), (&gamma, "gamma")] {
+        let kc = std::fs::read_to_string(plane.kubeconfig_path()).unwrap();
+        put_secret(
+            &a,
+            NS,
+            &format!("{name}-kubeconfig"),
+            &[("kubeconfig", &kc)],
+        )
+        .await;
+    }
+    let _operator = start_operator(&alpha, "operator.log", &[]);
+    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
+    for name in ["beta", "gamma"] {
+        let mut mc: MeshCluster = example("meshcluster-beta.yaml");
+        mc.metadata.name = Some(name.into());
+        mc.spec.cluster_name = format!("cluster-{name}");
+        mc.spec.network = format!("cluster-{name}-network");
+        mc.spec.kubeconfig_secret_ref.as_mut().unwrap().name = format!("{name}-kubeconfig");
+        // No gateways on these planes: the test is about the Secrets.
+        mc.spec.ingress_gateway.manage_external_ips = false;
+        create_meshcluster(&a, &mc).await;
+    }
+    wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_1)]).await;
+    wait_secret(&g, "relay-identity-token-secret", &[("token", TOKEN_1)]).await;
+    wait_mc(&a, "gamma", "Ready", "True", "Ready", WAIT).await;
+
+    // gamma goes away; a rotation still reaches beta, and gamma is reported.
+    gamma.kill_apiserver();
+    wait_mc(
+        &a,
+        "gamma",
+        "ClusterReachable",
+        "False",
+        "Unreachable",
+        WAIT,
+    )
+    .await;
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", TOKEN_2)],
+    )
+    .await;
+    wait_for(
+        "beta rotated while gamma is down",
+        Duration::from_secs(10),
+        || async {
+            match secret_data(&b, "gloo-mesh", "relay-identity-token-secret").await {
+                Some(d) if d.get("token").map(String::as_str) == Some(TOKEN_2) => Ok(()),
+                other => Err(format!("{:?}", other.map(|d| d.len()))),
+            }
+        },
+    )
+    .await;
+
+    // gamma returns and catches up.
+    gamma.restart_apiserver().await.unwrap();
+    wait_secret(&g, "relay-identity-token-secret", &[("token", TOKEN_2)]).await;
+    wait_mc(&a, "gamma", "ClusterReachable", "True", "Reachable", WAIT).await;
+}
