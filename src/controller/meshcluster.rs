@@ -212,6 +212,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
     match tokio::time::timeout(Duration::from_secs(30), jobs).await {
         Ok(result) => result?,
         Err(_) => {
+            out.found.retain(|f| f.type_ != types::CLUSTER_REACHABLE);
             out.found.push(Found::fail(
                 types::CLUSTER_REACHABLE,
                 reason::UNREACHABLE,

@@ -88,6 +88,13 @@ pub fn merge(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
+    // A type found twice: the later finding wins.
+    let found: Vec<&Found> = found
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| !found[i + 1..].iter().any(|g| g.type_ == f.type_))
+        .map(|(_, f)| f)
+        .collect();
     let mut out: Vec<Condition> = found
         .iter()
         .map(|f| {
@@ -300,6 +307,29 @@ mod tests {
                 "NotReady",
                 "not True: IstioConfigApplied, GatewayAddressesReady (ApplyFailed: forbidden)"
             )
+        );
+    }
+
+    #[test]
+    fn a_type_found_twice_keeps_the_later_finding() {
+        let merged = merge(
+            &[],
+            &[
+                Found::ok("ClusterReachable", "Reachable", "answers"),
+                Found::fail("ClusterReachable", "Unreachable", "timed out"),
+            ],
+            Some(1),
+            &at(7),
+        );
+        assert_eq!(
+            merged,
+            vec![cond(
+                "ClusterReachable",
+                "False",
+                "Unreachable",
+                "timed out",
+                7
+            )]
         );
     }
 
