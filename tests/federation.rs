@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use testplane::ControlPlane;
-use testplane::kubelet::{create_node, create_running_pod, set_node_addresses};
+use testplane::kubelet::set_node_addresses;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CA: &str =
@@ -88,78 +88,6 @@ async fn wait_secret(client: &Client, name: &str, want: &[(&str, &str)]) {
     .await;
 }
 
-async fn mc_condition(
-    client: &Client,
-    name: &str,
-    type_: &str,
-) -> Option<(String, String, String)> {
-    let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
-        .get(name)
-        .await
-        .ok()?;
-    condition(&mc, type_)
-}
-
-async fn wait_mc(
-    client: &Client,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-    within: Duration,
-) -> String {
-    wait_for(
-        &format!("{name} {type_}={status} ({reason})"),
-        within,
-        || async {
-            match mc_condition(client, name, type_).await {
-                Some((s, r, m)) if s == status && r == reason => Ok(m),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-}
-
-/// A gateway in `client`'s cluster: Service, one Node, one ready Pod.
-async fn gateway(client: &Client, node_address: &str) {
-    create_namespace(client, "istio-system").await;
-    let svc: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
-        "spec": {"type": "NodePort", "selector": {"app": "istio-ingressgateway"},
-                 "ports": [{"name": "tls", "port": 15443}]}
-    }))
-    .unwrap();
-    Api::<Service>::namespaced(client.clone(), "istio-system")
-        .create(&PostParams::default(), &svc)
-        .await
-        .unwrap();
-    create_node(client, "node-1", &[("InternalIP", node_address)])
-        .await
-        .unwrap();
-    let labels = BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
-    create_running_pod(
-        client,
-        "istio-system",
-        "gw",
-        &labels,
-        "node-1",
-        &["fd00::5"],
-    )
-    .await
-    .unwrap();
-}
-
-async fn external_ips(client: &Client) -> Vec<String> {
-    Api::<Service>::namespaced(client.clone(), "istio-system")
-        .get("istio-ingressgateway")
-        .await
-        .ok()
-        .and_then(|s| s.spec)
-        .and_then(|s| s.external_ips)
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn member_clusters_get_config_addresses_and_trust_secrets() {
     let alpha = ControlPlane::start_named("fed-alpha").await.expect("alpha");
@@ -203,21 +131,11 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         &[("kubeconfig", &exec_kubeconfig)],
     )
     .await;
-    gateway(&a, "2001:db8:a::1").await;
-    gateway(&b, "2001:db8:b::1").await;
+    create_gateway(&a, "node-1", &["2001:db8:a::1"]).await;
+    create_gateway(&b, "node-1", &["2001:db8:b::1"]).await;
 
-    let operator = {
-        let kubeconfig = alpha
-            .user_kubeconfig(OPERATOR_USER, &["system:masters"], "operator.kubeconfig")
-            .unwrap();
-        testplane::operator::Operator::start(
-            std::path::Path::new(env!("CARGO_BIN_EXE_dualmesh")),
-            &kubeconfig,
-            &["--namespace", NS, "--log", "debug", "--log-format", "json"],
-            &alpha.dir().join("operator.log"),
-        )
-        .unwrap()
-    };
+    // Everything at debug level, as JSON: the leak check reads all of it.
+    let operator = start_operator(&alpha, "operator.log", "debug", &["--log-format", "json"]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     create_meshcluster(&a, &example::<MeshCluster>("meshcluster-alpha.yaml")).await;
     create_meshcluster(&a, &example::<MeshCluster>("meshcluster-beta.yaml")).await;
@@ -266,16 +184,9 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         }
     })
     .await;
-    wait_for("beta's externalIPs from beta's node", WAIT, || async {
-        let ips = external_ips(&b).await;
-        if ips == vec!["2001:db8:b::1".to_string()] {
-            Ok(())
-        } else {
-            Err(format!("{ips:?}"))
-        }
-    })
-    .await;
-    assert_eq!(external_ips(&a).await, vec!["2001:db8:a::1".to_string()]);
+    // beta's externalIPs come from beta's node, alpha's from alpha's.
+    wait_external_ips(&b, &["2001:db8:b::1"], WAIT).await;
+    wait_external_ips(&a, &["2001:db8:a::1"], WAIT).await;
     wait_mc(&a, "beta", "Ready", "True", "Ready", WAIT).await;
     let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
         .get("beta")
@@ -293,7 +204,7 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     assert!(synced.iter().all(|s| s.hash.len() == 64));
 
     // The exec kubeconfig is refused, and nothing ran.
-    let message = wait_mc(
+    let (_, message) = wait_mc(
         &a,
         "gamma",
         "ClusterReachable",
@@ -330,7 +241,7 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         .delete("relay-root-tls-secret", &DeleteParams::default())
         .await
         .unwrap();
-    let message = wait_mc(&a, "beta", "SecretsSynced", "False", "SourceMissing", WAIT).await;
+    let (_, message) = wait_mc(&a, "beta", "SecretsSynced", "False", "SourceMissing", WAIT).await;
     assert!(
         message.contains("gloo-mesh/relay-root-tls-secret"),
         "{message}"
@@ -350,25 +261,14 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     // alpha's own MeshCluster keeps being reconciled.
     beta.kill_apiserver();
     let stopped = Instant::now();
-    let message = wait_mc(&a, "beta", "ClusterReachable", "False", "Unreachable", WAIT).await;
+    let (_, message) = wait_mc(&a, "beta", "ClusterReachable", "False", "Unreachable", WAIT).await;
     assert!(stopped.elapsed() <= Duration::from_secs(30));
     assert!(message.contains("does not answer"), "{message}");
     set_node_addresses(&a, "node-1", &[("InternalIP", "2001:db8:a::2")])
         .await
         .unwrap();
-    wait_for(
-        "alpha's externalIPs follow its node while beta is down",
-        Duration::from_secs(10),
-        || async {
-            let ips = external_ips(&a).await;
-            if ips == vec!["2001:db8:a::2".to_string()] {
-                Ok(())
-            } else {
-                Err(format!("{ips:?}"))
-            }
-        },
-    )
-    .await;
+    // alpha's externalIPs follow its node while beta is down.
+    wait_external_ips(&a, &["2001:db8:a::2"], Duration::from_secs(10)).await;
 
     // Beta returns: reachable again, no operator restart.
     beta.restart_apiserver().await.unwrap();
@@ -449,7 +349,7 @@ async fn three_planes_one_member_down_does_not_hold_up_the_other() {
         )
         .await;
     }
-    let _operator = start_operator(&alpha, "operator.log", &[]);
+    let _operator = start_operator(&alpha, "operator.log", LOG, &[]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     for name in ["beta", "gamma"] {
         let mut mc: MeshCluster = example("meshcluster-beta.yaml");

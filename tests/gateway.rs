@@ -7,87 +7,32 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use testplane::kubelet::{create_node, create_running_pod, set_node_addresses};
 use testplane::{ControlPlane, PlaneOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
-const GW_NS: &str = "istio-system";
-const GW: &str = "istio-ingressgateway";
-
-fn gateway_labels() -> BTreeMap<String, String> {
-    BTreeMap::from([("app".to_string(), GW.to_string())])
-}
-
-/// The gateway Service as Istio's installer creates it (dual-stack NodePort).
-async fn create_gateway_service(client: &Client) {
-    create_namespace(client, GW_NS).await;
-    let svc: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": GW, "namespace": GW_NS, "labels": {"app": GW}},
-        "spec": {
-            "type": "NodePort",
-            "ipFamilyPolicy": "PreferDualStack",
-            "ipFamilies": ["IPv6", "IPv4"],
-            "selector": {"app": GW},
-            "ports": [
-                {"name": "http2", "port": 80, "targetPort": 8080},
-                {"name": "tls", "port": 15443, "targetPort": 15443, "nodePort": 32443}
-            ]
-        }
-    }))
-    .unwrap();
-    Api::<Service>::namespaced(client.clone(), GW_NS)
-        .create(&PostParams::default(), &svc)
-        .await
-        .expect("create gateway Service");
-}
-
-async fn external_ips(client: &Client) -> Option<Vec<String>> {
-    let svc = Api::<Service>::namespaced(client.clone(), GW_NS)
-        .get_opt(GW)
-        .await
-        .unwrap()?;
-    Some(svc.spec.and_then(|s| s.external_ips).unwrap_or_default())
-}
-
 async fn wait_ips(client: &Client, want: &[&str]) {
-    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    wait_for(&format!("externalIPs {want:?}"), WAIT, || async {
-        match external_ips(client).await {
-            Some(ips) if ips == want => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-}
-
-async fn gateway_condition(client: &Client, name: &str) -> Option<(String, String, String)> {
-    let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
-        .get(name)
-        .await
-        .unwrap();
-    condition(&mc, "GatewayAddressesReady")
+    wait_external_ips(client, want, WAIT).await;
 }
 
 async fn wait_gateway_condition(client: &Client, status: &str, reason: &str) -> String {
-    wait_for(
-        &format!("GatewayAddressesReady={status} ({reason})"),
+    wait_mc(
+        client,
+        "alpha",
+        "GatewayAddressesReady",
+        status,
+        reason,
         WAIT,
-        || async {
-            match gateway_condition(client, "alpha").await {
-                Some((s, r, m)) if s == status && r == reason => Ok(m),
-                other => Err(format!("{other:?}")),
-            }
-        },
     )
     .await
+    .1
 }
 
 /// A plane with dualmesh running, the given policy (from examples/) renamed
@@ -95,7 +40,7 @@ async fn wait_gateway_condition(client: &Client, status: &str, reason: &str) -> 
 async fn setup(plane: &ControlPlane, policy_file: &str) -> (Client, testplane::operator::Operator) {
     let client = plane.client().await.expect("client");
     install_dualmesh_crds(&client).await;
-    let operator = start_operator(plane, "operator.log", &[]);
+    let operator = start_operator(plane, "operator.log", LOG, &[]);
     let mut policy: DualStackPolicy = example(policy_file);
     policy.metadata.name = Some("ipv6-only".into());
     create_policy(&client, &policy).await;

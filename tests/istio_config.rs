@@ -69,18 +69,7 @@ async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> MeshCluster {
-    wait_for(
-        &format!("MeshCluster {name} {type_}={status} ({reason})"),
-        WAIT,
-        || async {
-            let mc = get_mc(client, name).await;
-            match condition(&mc, type_) {
-                Some((s, r, _)) if s == status && r == reason => Ok(mc),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
+    wait_mc(client, name, type_, status, reason, WAIT).await.0
 }
 
 /// Replaces the whole spec of policy `name`.
@@ -91,40 +80,6 @@ async fn set_policy_spec(client: &Client, name: &str, spec: &serde_json::Value) 
     api.replace(name, &Default::default(), &policy)
         .await
         .expect("replace policy");
-}
-
-/// The gateway Service, a Node and a ready gateway Pod on it.
-async fn create_gateway(client: &Client) {
-    create_namespace(client, "istio-system").await;
-    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
-        "spec": {"type": "NodePort", "selector": {"app": "istio-ingressgateway"},
-                 "ports": [{"name": "tls", "port": 15443}]}
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "istio-system")
-        .create(&Default::default(), &svc)
-        .await
-        .unwrap();
-    testplane::kubelet::create_node(
-        client,
-        "node-a",
-        &[("InternalIP", "2001:db8::a"), ("InternalIP", "192.0.2.10")],
-    )
-    .await
-    .unwrap();
-    let labels =
-        std::collections::BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
-    testplane::kubelet::create_running_pod(
-        client,
-        "istio-system",
-        "gw",
-        &labels,
-        "node-a",
-        &["fd00::5"],
-    )
-    .await
-    .unwrap();
 }
 
 fn istio_operators(client: &Client) -> Api<DynamicObject> {
@@ -142,7 +97,7 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
         .expect("plane");
     let client = plane.client().await.expect("client");
     install_dualmesh_crds(&client).await;
-    let operator = start_operator(&plane, "operator.log", &[]);
+    let operator = start_operator(&plane, "operator.log", LOG, &[]);
 
     let ipv6_only: DualStackPolicy = example("policy-ipv6-only.yaml");
     let dual: DualStackPolicy = example("policy-dual-stack-ipv6-primary.yaml");
@@ -150,7 +105,7 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
     create_policy(&client, &ipv6_only).await;
     create_meshcluster(&client, &alpha).await;
     // Its gateway (so the steady state below covers that job too).
-    create_gateway(&client).await;
+    create_gateway(&client, "node-a", &["2001:db8::a", "192.0.2.10"]).await;
 
     // Created -> published, ConfigMap only (no IstioOperator CRD yet).
     let first = render(&alpha, &ipv6_only.spec);
@@ -385,7 +340,7 @@ async fn invalid_or_foreign_input_publishes_nothing() {
         .expect("plane");
     let client = plane.client().await.expect("client");
     install_dualmesh_crds(&client).await;
-    let _operator = start_operator(&plane, "operator.log", &[]);
+    let _operator = start_operator(&plane, "operator.log", LOG, &[]);
     let policy: DualStackPolicy = example("policy-ipv6-only.yaml");
     create_policy(&client, &policy).await;
 

@@ -18,6 +18,8 @@ use testplane::operator::Operator;
 pub const OPERATOR_USER: &str = "dualmesh-operator";
 /// The namespace MeshClusters live in.
 pub const NS: &str = "dualmesh-system";
+/// The log filter tests run the operator with unless they need more.
+pub const LOG: &str = "info,dualmesh=debug";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -153,13 +155,13 @@ pub async fn create_meshcluster(client: &Client, mc: &MeshCluster) {
 }
 
 /// Starts `dualmesh run` against `plane` as user [`OPERATOR_USER`]
-/// (cluster-admin through `system:masters`), logging at debug level to
+/// (cluster-admin through `system:masters`), logging with `filter` to
 /// `<plane dir>/<log>`.
-pub fn start_operator(plane: &ControlPlane, log: &str, extra: &[&str]) -> Operator {
+pub fn start_operator(plane: &ControlPlane, log: &str, filter: &str, extra: &[&str]) -> Operator {
     let kubeconfig = plane
         .user_kubeconfig(OPERATOR_USER, &["system:masters"], "operator.kubeconfig")
         .expect("operator kubeconfig");
-    let mut args = vec!["--namespace", NS, "--log", "info,dualmesh=debug"];
+    let mut args = vec!["--namespace", NS, "--log", filter];
     args.extend_from_slice(extra);
     Operator::start(
         Path::new(env!("CARGO_BIN_EXE_dualmesh")),
@@ -197,4 +199,107 @@ pub fn condition(mc: &MeshCluster, type_: &str) -> Option<(String, String, Strin
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The gateway's namespace and name in the examples.
+pub const GW_NS: &str = "istio-system";
+pub const GW: &str = "istio-ingressgateway";
+
+/// The labels of the gateway Pods (`app: istio-ingressgateway`).
+pub fn gateway_labels() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([("app".to_string(), GW.to_string())])
+}
+
+/// The gateway Service as Istio's installer creates it (dual-stack NodePort).
+pub async fn create_gateway_service(client: &Client) {
+    use k8s_openapi::api::core::v1::Service;
+    create_namespace(client, GW_NS).await;
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": GW, "namespace": GW_NS, "labels": {"app": GW}},
+        "spec": {
+            "type": "NodePort",
+            "ipFamilyPolicy": "PreferDualStack",
+            "ipFamilies": ["IPv6", "IPv4"],
+            "selector": {"app": GW},
+            "ports": [
+                {"name": "http2", "port": 80, "targetPort": 8080},
+                {"name": "tls", "port": 15443, "targetPort": 15443, "nodePort": 32443}
+            ]
+        }
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(client.clone(), GW_NS)
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create gateway Service");
+}
+
+/// A whole gateway: the Service, Node `node` with `addresses` (InternalIP),
+/// and a ready gateway Pod `gw` on it.
+pub async fn create_gateway(client: &Client, node: &str, addresses: &[&str]) {
+    create_gateway_service(client).await;
+    let addrs: Vec<(&str, &str)> = addresses.iter().map(|a| ("InternalIP", *a)).collect();
+    testplane::kubelet::create_node(client, node, &addrs)
+        .await
+        .expect("create node");
+    testplane::kubelet::create_running_pod(
+        client,
+        GW_NS,
+        "gw",
+        &gateway_labels(),
+        node,
+        &["fd00::5"],
+    )
+    .await
+    .expect("create gateway pod");
+}
+
+/// The gateway Service's externalIPs; None when the Service does not exist.
+pub async fn external_ips(client: &Client) -> Option<Vec<String>> {
+    use k8s_openapi::api::core::v1::Service;
+    let svc = Api::<Service>::namespaced(client.clone(), GW_NS)
+        .get_opt(GW)
+        .await
+        .expect("get gateway Service")?;
+    Some(svc.spec.and_then(|s| s.external_ips).unwrap_or_default())
+}
+
+/// Waits until the gateway Service's externalIPs are exactly `want`.
+pub async fn wait_external_ips(client: &Client, want: &[&str], within: Duration) {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    wait_for(&format!("externalIPs {want:?}"), within, || async {
+        match external_ips(client).await {
+            Some(ips) if ips == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// Waits until MeshCluster `name` (in [`NS`]) has condition `type_` with
+/// `status` and `reason`; returns the object and the condition's message.
+pub async fn wait_mc(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    within: Duration,
+) -> (MeshCluster, String) {
+    wait_for(
+        &format!("MeshCluster {name} {type_}={status} ({reason})"),
+        within,
+        || async {
+            let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("absent")?;
+            match condition(&mc, type_) {
+                Some((s, r, m)) if s == status && r == reason => Ok((mc, m)),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
 }
