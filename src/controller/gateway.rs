@@ -161,10 +161,11 @@ pub async fn reconcile(
             denied: false,
         });
     };
+    let previous = split(service.annotations().get(EXTERNAL_IPS_ANNOTATION));
     // With no ready gateway Pod, keep what is published (a rollout gap must
     // not blank a working gateway); report it.
     let ours = if selection.ready_pods == 0 {
-        split(service.annotations().get(EXTERNAL_IPS_ANNOTATION))
+        previous.clone()
     } else {
         selection.external_ips.clone()
     };
@@ -173,7 +174,6 @@ pub async fn reconcile(
         .as_ref()
         .and_then(|s| s.external_ips.clone())
         .unwrap_or_default();
-    let previous = split(service.annotations().get(EXTERNAL_IPS_ANNOTATION));
     let merged = gateway_addresses::merge_external_ips(&current, &previous, &ours);
     let annotation = ours.join(",");
 

@@ -97,10 +97,8 @@ async fn apply(mc: &MeshCluster, api: &Api<MeshCluster>, ctx: &Context) -> Resul
     // cluster; Ready summarizes the lot.
     let now = status::now();
     let generation = mc.metadata.generation;
-    let merged = conditions::merge(&old.conditions, &findings.found, generation, &now);
-    findings.found.push(conditions::ready(&merged));
     findings.status.conditions =
-        conditions::merge(&old.conditions, &findings.found, generation, &now);
+        conditions::merge_with_ready(&old.conditions, &findings.found, generation, &now);
     status::write(
         ctx,
         api,

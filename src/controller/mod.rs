@@ -73,7 +73,6 @@ pub struct RunOptions {
 pub struct Context {
     /// The cluster dualmesh runs in (the management cluster).
     pub client: Client,
-    pub options: RunOptions,
     pub recorder: Recorder,
     /// The cluster dualmesh runs in, as a target (its gateway watches).
     pub local: Arc<cluster::Cluster>,
@@ -91,7 +90,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, options: RunOptions, trigger: cluster::Trigger) -> Self {
+    pub fn new(client: Client, trigger: cluster::Trigger) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -103,7 +102,6 @@ impl Context {
             local: cluster::Cluster::new(client.clone(), trigger.clone()),
             trigger,
             client,
-            options,
             recorder,
             members: federation::Members::default(),
             meshclusters: std::sync::OnceLock::new(),
@@ -172,7 +170,7 @@ fn object_key<K: ResourceExt>(obj: &K) -> String {
 /// Runs the MeshCluster and DualStackPolicy controllers until SIGTERM/SIGINT.
 pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
-    let ctx = Arc::new(Context::new(client.clone(), options.clone(), trigger));
+    let ctx = Arc::new(Context::new(client.clone(), trigger));
     let meshclusters: Api<MeshCluster> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),

@@ -50,13 +50,10 @@ pub async fn reconcile(
     let old = policy.status.clone().unwrap_or_default();
     let now = status::now();
     let generation = policy.metadata.generation;
-    let mut found = vec![valid];
-    let merged = conditions::merge(&old.conditions, &found, generation, &now);
-    found.push(conditions::ready(&merged));
     let used_by = users(&ctx.meshclusters.state(), &name);
     let new = DualStackPolicyStatus {
         observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &found, generation, &now),
+        conditions: conditions::merge_with_ready(&old.conditions, &[valid], generation, &now),
         in_use: i32::try_from(used_by.len()).unwrap_or(i32::MAX),
         used_by,
     };

@@ -124,6 +124,20 @@ pub fn merge(
     out
 }
 
+/// [`merge`], then the `Ready` summary of the result merged in too: the
+/// whole condition list a reconcile writes.
+pub fn merge_with_ready(
+    existing: &[Condition],
+    found: &[Found],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let merged = merge(existing, found, generation, now);
+    let mut all = found.to_vec();
+    all.push(ready(&merged));
+    merge(existing, &all, generation, now)
+}
+
 /// The `Ready` condition summarizing `conditions` (all but `Ready` itself):
 /// True when every one is True, else False naming the ones that are not,
 /// with the first one's reason and message.
@@ -330,6 +344,32 @@ mod tests {
                 "timed out",
                 7
             )]
+        );
+    }
+
+    #[test]
+    fn merge_with_ready_summarizes_found_and_kept_conditions() {
+        let old = vec![cond("SecretsSynced", "False", "SourceMissing", "gone", 4)];
+        let merged = merge_with_ready(&old, &[Found::ok("Valid", "Valid", "ok")], Some(2), &at(9));
+        assert_eq!(
+            merged,
+            vec![
+                Condition {
+                    observed_generation: Some(2),
+                    ..cond(
+                        "Ready",
+                        "False",
+                        "NotReady",
+                        "not True: SecretsSynced (SourceMissing: gone)",
+                        9
+                    )
+                },
+                Condition {
+                    observed_generation: Some(2),
+                    ..cond("Valid", "True", "Valid", "ok", 9)
+                },
+                cond("SecretsSynced", "False", "SourceMissing", "gone", 4),
+            ]
         );
     }
 
