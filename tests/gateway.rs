@@ -40,6 +40,9 @@ async fn wait_gateway_condition(client: &Client, status: &str, reason: &str) -> 
 async fn setup(plane: &ControlPlane, policy_file: &str) -> (Client, testplane::operator::Operator) {
     let client = plane.client().await.expect("client");
     install_dualmesh_crds(&client).await;
+    // The gateway Pods are created by the test (as a Deployment would);
+    // their namespace must not depend on dualmesh having published first.
+    create_namespace(&client, GW_NS).await;
     let operator = start_operator(plane, "operator.log", LOG, &[]);
     let mut policy: DualStackPolicy = example(policy_file);
     policy.metadata.name = Some("ipv6-only".into());
