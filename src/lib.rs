@@ -11,3 +11,4 @@ pub mod controller;
 pub mod desired;
 pub mod istio;
 pub mod render;
+pub mod server;

@@ -21,6 +21,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::cluster::Cluster;
+use super::metrics::{self, MeshClusterFigures};
 use super::publish::{self, Location, Owner};
 use super::{Context, Error, FINALIZER, RESYNC, federation, gateway, status};
 use crate::api::conditions::{self as types, reason};
@@ -51,6 +52,17 @@ fn owner(mc: &MeshCluster) -> Owner {
 
 /// Entry point for the controller.
 pub async fn reconcile(mc: Arc<MeshCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(mc, &ctx).await;
+    ctx.metrics.reconciled(
+        metrics::MESHCLUSTER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
+}
+
+async fn reconcile_inner(mc: Arc<MeshCluster>, ctx: &Context) -> Result<Action, Error> {
     let ns = mc
         .namespace()
         .ok_or_else(|| Error::Message("a MeshCluster is namespaced".into()))?;
@@ -58,8 +70,8 @@ pub async fn reconcile(mc: Arc<MeshCluster>, ctx: Arc<Context>) -> Result<Action
     let object = key(&mc);
     let result = finalizer(&api, FINALIZER, mc, |event| async {
         match event {
-            Finalizer::Apply(mc) => apply(&mc, &api, &ctx).await,
-            Finalizer::Cleanup(mc) => cleanup(&mc, &ctx).await,
+            Finalizer::Apply(mc) => apply(&mc, &api, ctx).await,
+            Finalizer::Cleanup(mc) => cleanup(&mc, ctx).await,
         }
     })
     .await;
@@ -99,6 +111,11 @@ async fn apply(mc: &MeshCluster, api: &Api<MeshCluster>, ctx: &Context) -> Resul
     let generation = mc.metadata.generation;
     findings.status.conditions =
         conditions::merge_with_ready(&old.conditions, &findings.found, generation, &now);
+    ctx.metrics.meshcluster(
+        &mc.namespace().unwrap_or_default(),
+        &mc.name_any(),
+        &figures(&findings),
+    );
     status::write(
         ctx,
         api,
@@ -113,6 +130,27 @@ async fn apply(mc: &MeshCluster, api: &Api<MeshCluster>, ctx: &Context) -> Resul
         ctx.succeeded(&key(mc));
     }
     result
+}
+
+/// The per-MeshCluster metric values of this pass.
+fn figures(findings: &Findings) -> MeshClusterFigures {
+    let addresses = findings.status.gateway_addresses.as_ref();
+    MeshClusterFigures {
+        ipv4_addresses: addresses.map_or(0, |a| a.ipv4.len()),
+        ipv6_addresses: addresses.map_or(0, |a| a.ipv6.len()),
+        secrets_synced: findings.status.synced_secrets.len(),
+        reachable: findings
+            .found
+            .iter()
+            .rev()
+            .find(|f| f.type_ == types::CLUSTER_REACHABLE)
+            .map(|f| f.status),
+        ready: findings
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::READY && c.status == "True"),
+    }
 }
 
 async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Action, Error> {
@@ -376,6 +414,8 @@ fn previous_location(mc: &MeshCluster) -> Option<Location> {
 async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     let mc_ref = ObjectRef::from_obj(mc);
     ctx.local.forget(&mc_ref);
+    ctx.metrics
+        .forget_meshcluster(&mc.namespace().unwrap_or_default(), &mc.name_any());
     let target = if mc.spec.kubeconfig_secret_ref.is_some() {
         let reachable = match ctx.members.connect(&ctx.client, &ctx.trigger, mc).await {
             Ok(c) => federation::probe(&c.client).await.map(|_| c).ok(),

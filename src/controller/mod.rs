@@ -6,7 +6,9 @@
 pub mod cluster;
 pub mod federation;
 pub mod gateway;
+pub mod leader;
 pub mod meshcluster;
+pub mod metrics;
 pub mod policy;
 pub mod publish;
 pub mod ssa;
@@ -87,10 +89,12 @@ pub struct Context {
     secret_watches: Mutex<HashMap<String, cluster::Task>>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Context {
-    pub fn new(client: Client, trigger: cluster::Trigger) -> Self {
+    pub fn new(client: Client, trigger: cluster::Trigger, metrics: Arc<metrics::Metrics>) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -107,6 +111,7 @@ impl Context {
             meshclusters: std::sync::OnceLock::new(),
             secret_watches: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -167,10 +172,24 @@ fn object_key<K: ResourceExt>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// Runs the MeshCluster and DualStackPolicy controllers until SIGTERM/SIGINT.
-pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
+/// Resolves once: when the controllers are to stop (SIGTERM, SIGINT or a
+/// lost leader Lease). Cloned into every controller.
+pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// What `run` shares with the process around it.
+pub struct Runtime {
+    pub metrics: Arc<metrics::Metrics>,
+    /// Called once the MeshCluster and DualStackPolicy caches are filled.
+    pub on_ready: Box<dyn FnOnce() + Send>,
+    /// Stops the controllers gracefully: running reconciles finish first.
+    pub shutdown: Shutdown,
+}
+
+/// Runs the MeshCluster and DualStackPolicy controllers until `shutdown`.
+pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Result<(), Error> {
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
-    let ctx = Arc::new(Context::new(client.clone(), trigger));
+    let ctx = Arc::new(Context::new(client.clone(), trigger, runtime.metrics));
+    let shutdown = runtime.shutdown;
     let meshclusters: Api<MeshCluster> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -209,7 +228,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
             watcher::Config::default(),
             move |policy| users_of(&users, &policy.name_any()),
         )
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             meshcluster::reconcile,
             meshcluster::error_policy,
@@ -223,6 +242,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
 
     let policy_controller = Controller::new(policies, watcher::Config::default());
     let policy_store = policy_controller.store();
+    let policy_ready = policy_store.clone();
     let pctx = Arc::new(policy::PolicyContext {
         base: ctx.clone(),
         meshclusters: mc_store.clone(),
@@ -231,7 +251,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         .watches(meshclusters, watcher::Config::default(), move |mc| {
             policies_touching(&policy_store, &mc)
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(policy::reconcile, policy::error_policy, pctx)
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -239,8 +259,21 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
             }
         });
 
+    let on_ready = runtime.on_ready;
+    let ready = async move {
+        let caches =
+            futures::future::try_join(mc_store.wait_until_ready(), policy_ready.wait_until_ready());
+        tokio::select! {
+            filled = caches => if filled.is_ok() {
+                tracing::info!("caches filled: ready");
+                on_ready();
+            },
+            () = shutdown => {}
+        }
+    };
+
     tracing::info!(namespace = ?options.namespace, "dualmesh controllers started");
-    futures::join!(mc_controller, policy_controller);
+    futures::join!(mc_controller, policy_controller, ready);
     tracing::info!("dualmesh controllers stopped");
     Ok(())
 }

@@ -37,6 +37,20 @@ pub async fn reconcile(
     policy: Arc<DualStackPolicy>,
     ctx: Arc<PolicyContext>,
 ) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(policy, &ctx).await;
+    ctx.base.metrics.reconciled(
+        super::metrics::POLICY,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
+}
+
+async fn reconcile_inner(
+    policy: Arc<DualStackPolicy>,
+    ctx: &PolicyContext,
+) -> Result<Action, Error> {
     // Until the MeshCluster cache is filled, usedBy would read as empty.
     ctx.meshclusters
         .wait_until_ready()

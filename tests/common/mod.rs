@@ -162,6 +162,10 @@ pub fn start_operator(plane: &ControlPlane, log: &str, filter: &str, extra: &[&s
         .user_kubeconfig(OPERATOR_USER, &["system:masters"], "operator.kubeconfig")
         .expect("operator kubeconfig");
     let mut args = vec!["--namespace", NS, "--log", filter];
+    // Tests run side by side: any free port, read back with `http_addr`.
+    if !extra.contains(&"--listen") {
+        args.extend_from_slice(&["--listen", "[::1]:0"]);
+    }
     args.extend_from_slice(extra);
     Operator::start(
         Path::new(env!("CARGO_BIN_EXE_dualmesh")),
@@ -302,4 +306,59 @@ pub async fn wait_mc(
         },
     )
     .await
+}
+
+/// The address an operator serves /healthz, /readyz and /metrics on, read
+/// from its log (it binds port 0 in tests).
+pub async fn http_addr(operator: &Operator) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = operator.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("serving /healthz /readyz /metrics"))
+        {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .expect("addr= in the log line");
+            return addr.parse().expect("a socket address");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator never logged its HTTP address:\n{}",
+            operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET: `(status code, body)`.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: dualmesh\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_string())
+}
+
+/// The value of one metric series (`name{labels}` exactly as exported).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
