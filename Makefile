@@ -113,15 +113,13 @@ dev-up: tools ## Start control planes alpha and beta in the background (.dev/*.k
 	target/debug/testplane up --dir $(DEV_DIR) alpha beta
 
 .PHONY: dev-down
-dev-down: ## Stop the control planes started by dev-up.
+dev-down: ## Stop dualmesh and the control planes started by dev-up / demo.
+	@if [ -f $(DEV_DIR)/dualmesh.pid ]; then kill $$(cat $(DEV_DIR)/dualmesh.pid) 2>/dev/null || true; rm -f $(DEV_DIR)/dualmesh.pid; fi
 	@if [ -x target/debug/testplane ]; then target/debug/testplane down --dir $(DEV_DIR); \
 	  else for f in $(DEV_DIR)/*.pids; do [ -e "$$f" ] && kill $$(cat "$$f") || true; rm -f "$$f"; done; fi
 
 .PHONY: demo
-demo: dev-up ## Start alpha and beta and show how to reach them.
-	@echo
-	@echo "Two control planes are up. Reach them with the built kubectl:"
-	@echo "  export PATH=$(TOOLS_BIN):\$$PATH"
-	@echo "  kubectl --kubeconfig $(DEV_DIR)/alpha.kubeconfig get ns"
-	@echo "  kubectl --kubeconfig $(DEV_DIR)/beta.kubeconfig get ns"
-	@echo "Stop them with: make dev-down"
+demo: tools ## The whole flow on alpha + beta: CRDs, policy, MeshClusters, gateways, trust secrets, metrics.
+	cargo build -p testplane --bin testplane
+	cargo build --bin dualmesh
+	DEMO_DIR=$(DEV_DIR) tools/demo.sh

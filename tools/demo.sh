@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The whole dualmesh flow on two real control planes (alpha = management,
+# beta = member), with the kubectl commands a platform team would type.
+# There is no kubelet here, so Nodes and the gateway Pod are written through
+# the API exactly as a kubelet and the scheduler would write them.
+#
+#   tools/demo.sh            # `make demo`
+#   DEMO_DIR=/tmp/x tools/demo.sh --stop-after   # used by tests/demo.rs
+#
+# Needs: kubectl and the testplane/dualmesh binaries (`make demo` builds them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=${DEMO_DIR:-.dev}
+BIN=${DUALMESH_BIN:-target/debug/dualmesh}
+TESTPLANE=${TESTPLANE_BIN:-target/debug/testplane}
+STOP_AFTER=${1:-}
+export PATH="${DUALMESH_TOOLS_BIN:?run through make, or set DUALMESH_TOOLS_BIN}:$PATH"
+
+A="kubectl --kubeconfig $DIR/alpha.kubeconfig"
+B="kubectl --kubeconfig $DIR/beta.kubeconfig"
+NS=dualmesh-system
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+stop() {
+  if [[ -f $DIR/dualmesh.pid ]]; then
+    kill "$(cat "$DIR/dualmesh.pid")" 2>/dev/null || true
+    rm -f "$DIR/dualmesh.pid"
+  fi
+  "$TESTPLANE" down --dir "$DIR" >/dev/null
+}
+if [[ $STOP_AFTER == --stop-after ]]; then trap stop EXIT; fi
+
+step "Two control planes: alpha (management) and beta (member)"
+if [[ ! -f $DIR/alpha.pids ]]; then "$TESTPLANE" up --dir "$DIR" alpha beta; fi
+
+step "Install the CRDs on alpha"
+run $A apply --server-side -f crds/
+run $A wait --for condition=established --timeout=30s crd/meshclusters.dualmesh.io crd/dualstackpolicies.dualmesh.io
+
+step "Trust material on alpha (seed 000: the Gloo Mesh relay root CA and token) and beta's kubeconfig"
+$A create namespace $NS --dry-run=client -o yaml | $A apply -f - >/dev/null
+$A create namespace gloo-mesh --dry-run=client -o yaml | $A apply -f - >/dev/null
+ca=$(printf -- '-----BEGIN CERTIFICATE-----\nMIIBdemoROOTca\n-----END CERTIFICATE-----\n')
+$A -n gloo-mesh create secret generic relay-root-tls-secret --from-literal=ca.crt="$ca" --dry-run=client -o yaml | $A apply -f -
+$A -n gloo-mesh create secret generic relay-identity-token-secret --from-literal=token=demo-token-1 --dry-run=client -o yaml | $A apply -f -
+$A -n $NS create secret generic beta-kubeconfig --from-file=kubeconfig="$DIR/beta.kubeconfig" --dry-run=client -o yaml | $A apply -f -
+
+step "Start dualmesh against alpha (log: $DIR/dualmesh.log)"
+if [[ -f $DIR/dualmesh.pid ]] && kill -0 "$(cat "$DIR/dualmesh.pid")" 2>/dev/null; then
+  echo "already running (pid $(cat "$DIR/dualmesh.pid"))"
+else
+  KUBECONFIG=$DIR/alpha.kubeconfig "$BIN" run --namespace $NS --listen '[::1]:0' >"$DIR/dualmesh.log" 2>&1 &
+  echo $! >"$DIR/dualmesh.pid"
+fi
+addr=""
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*serving \/healthz \/readyz \/metrics addr=\([^ ]*\).*/\1/p' "$DIR/dualmesh.log" | tail -1)
+  [[ -n $addr ]] && break
+  sleep 0.1
+done
+[[ -n $addr ]] || { echo "dualmesh did not start:"; cat "$DIR/dualmesh.log"; exit 1; }
+echo "health and metrics on http://$addr"
+
+step "Apply the policy and both MeshClusters"
+run $A apply -f examples/policy-ipv6-only.yaml -f examples/meshcluster-alpha.yaml -f examples/meshcluster-beta.yaml
+
+# A Node with the addresses a kubelet reports, and a ready gateway Pod on it.
+node() { # kubectl-prefix name address...
+  local k=$1 name=$2; shift 2
+  local addrs
+  addrs=$(printf '{"type":"InternalIP","address":"%s"},' "$@")
+  $k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata: {name: $name, labels: {kubernetes.io/hostname: $name}}
+EOF
+  $k patch node "$name" --subresource=status --type=merge \
+    -p "{\"status\":{\"addresses\":[${addrs%,}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"demo\"}]}}" >/dev/null
+}
+gateway_pod() { # kubectl-prefix pod node
+  local k=$1 pod=$2 on=$3
+  $k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $pod
+  namespace: istio-system
+  labels: {app: istio-ingressgateway, istio: ingressgateway}
+spec:
+  nodeName: $on
+  containers: [{name: istio-proxy, image: docker.io/istio/proxyv2:1.28.0}]
+EOF
+  $k -n istio-system patch pod "$pod" --subresource=status --type=merge \
+    -p '{"status":{"phase":"Running","podIP":"fd00:10:244::5","podIPs":[{"ip":"fd00:10:244::5"}],"conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
+}
+gateway() { # kubectl-prefix
+  local k=$1
+  $k create namespace istio-system --dry-run=client -o yaml | $k apply -f - >/dev/null
+  $k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: istio-ingressgateway, namespace: istio-system, labels: {app: istio-ingressgateway}}
+spec:
+  type: NodePort
+  ipFamilyPolicy: PreferDualStack
+  ipFamilies: [IPv6, IPv4]
+  selector: {app: istio-ingressgateway}
+  ports:
+    - {name: http2, port: 80, targetPort: 8080}
+    - {name: tls, port: 15443, targetPort: 15443, nodePort: 32443}
+EOF
+}
+
+step "Gateways: node-1 on each cluster has an IPv4, a link-local and a global IPv6 InternalIP"
+gateway "$A"; node "$A" node-1 192.0.2.11 fe80::11 2001:db8:a::11; gateway_pod "$A" gw-1 node-1
+gateway "$B"; node "$B" node-1 192.0.2.21 fe80::21 2001:db8:b::21; gateway_pod "$B" gw-1 node-1
+node "$A" node-2 192.0.2.12 2001:db8:a::12
+
+step "dualmesh brings both MeshClusters to Ready"
+run $A -n $NS wait meshcluster/alpha meshcluster/beta --for=condition=Ready --timeout=60s
+run $A -n $NS get meshclusters -o wide
+run $A get dualstackpolicies
+
+step "The conditions of beta"
+$A -n $NS get meshcluster beta -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+
+step "The IstioOperator published on beta (first lines)"
+$B -n istio-system get configmap beta-istiooperator -o jsonpath='{.data.istiooperator\.yaml}' | head -25
+
+step "Gateway externalIPs: only the global IPv6 address allowed by the policy"
+echo "alpha: $($A -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')"
+echo "beta:  $($B -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')"
+
+step "The gateway Pod moves to node-2 on alpha"
+$A -n istio-system delete pod gw-1 --grace-period=0 --force >/dev/null 2>&1
+gateway_pod "$A" gw-2 node-2
+for _ in $(seq 100); do
+  ips=$($A -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')
+  [[ $ips == *2001:db8:a::12* ]] && break
+  sleep 0.1
+done
+echo "alpha: $ips"
+[[ $ips == '["2001:db8:a::12"]' ]] || { echo "expected [\"2001:db8:a::12\"]"; exit 1; }
+
+step "The relay token is rotated on alpha; dualmesh copies it to beta"
+$A -n gloo-mesh create secret generic relay-identity-token-secret --from-literal=token=demo-token-2 --dry-run=client -o yaml | $A apply -f -
+for _ in $(seq 150); do
+  token=$($B -n gloo-mesh get secret relay-identity-token-secret -o jsonpath='{.data.token}' | base64 -d)
+  [[ $token == demo-token-2 ]] && break
+  sleep 0.1
+done
+echo "beta's token: $token"
+[[ $token == demo-token-2 ]] || { echo "expected demo-token-2"; exit 1; }
+
+step "Metrics (http://$addr/metrics)"
+curl -fsS "http://$addr/metrics" | grep -E '^dualmesh_(gateway_addresses|member_reachable|meshcluster_ready|secrets_synced)\{' | sort
+
+if [[ $STOP_AFTER != --stop-after ]]; then
+  step "Still running. Try: $A -n $NS get mc -w   |   stop with: make dev-down"
+fi
+echo "demo: OK"
