@@ -90,8 +90,11 @@ build: ## Build dualmesh (debug).
 	cargo build --workspace
 
 .PHONY: generate
-generate: ## Regenerate crds/ from the Rust types (a test fails when they drift).
+generate: $(TOOLS_BIN)/helm ## Regenerate crds/, the chart's CRDs and deploy/ (tests fail when they drift).
 	cargo run -q -- crd --dir crds
+	rm -f charts/dualmesh/crds/*.yaml
+	cp crds/*.yaml charts/dualmesh/crds/
+	charts/render-manifests.sh $(TOOLS_BIN)/helm deploy
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors.
