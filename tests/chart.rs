@@ -936,6 +936,74 @@ fn assert_least_privilege(
     );
 }
 
+/// The Pod name the operator runs under in the least-privilege test.
+const POD_NAME: &str = "dualmesh-5c9d8f7b6-x2x4q";
+
+/// The operator's arguments (after `run`) and environment as the chart's
+/// Deployment in `manifest` sets them, field references resolved as the
+/// kubelet would for Pod [`POD_NAME`] in `dualmesh-system`; the one change is
+/// a free loopback port instead of 8080 (tests run side by side).
+fn deployment_contract(manifest: &str, pod_name: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let docs = documents(manifest);
+    let container =
+        &find(&docs, "Deployment", "dualmesh")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("run"));
+    let env = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match (
+                e["value"].as_str(),
+                e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            ) {
+                _ if name == "DUALMESH_LISTEN" => "[::1]:0".to_string(),
+                (Some(v), _) => v.to_string(),
+                (None, Some("metadata.name")) => pod_name.to_string(),
+                (None, Some("metadata.namespace")) => NS.to_string(),
+                other => panic!("{name}: no value for {other:?}"),
+            };
+            (name, value)
+        })
+        .collect();
+    (args[1..].to_vec(), env)
+}
+
+/// The address of /healthz, /readyz and /metrics, from the operator's JSON log.
+async fn json_log_addr(operator: &Operator) -> std::net::SocketAddr {
+    wait_for("the HTTP address in the JSON log", WAIT, || async {
+        operator
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "serving /healthz /readyz /metrics")
+            .and_then(|v| v["fields"]["addr"].as_str()?.parse().ok())
+            .ok_or_else(|| operator.log_tail(5))
+    })
+    .await
+}
+
+/// On a panic, prints the end of the operator's log (the file at this path).
+struct ReportLog(PathBuf);
+
+impl Drop for ReportLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- operator log tail ---\n{tail}");
+        }
+    }
+}
+
 /// On a panic (a wait timing out, say), prints what `user` was refused, so
 /// that a missing rule is named rather than guessed from a timeout.
 struct ReportRefusals<'a>(&'a ControlPlane, &'a str);
@@ -1144,17 +1212,45 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     )
     .await;
 
-    // The operator as the chart's ServiceAccount: RBAC decides everything.
+    // The operator as the chart's ServiceAccount (RBAC decides everything),
+    // with the Deployment's arguments and environment.
     let operator_kubeconfig = alpha
         .user_kubeconfig(OPERATOR_SA, &SA_GROUPS, "sa.kubeconfig")
         .unwrap();
-    let operator = Operator::start(
+    let (args, env) = deployment_contract(&operator_manifest, POD_NAME);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut operator = Operator::start_with_env(
         Path::new(env!("CARGO_BIN_EXE_dualmesh")),
         &operator_kubeconfig,
-        &["--namespace", NS, "--log", LOG],
+        &args,
+        &env,
         &alpha.dir().join("operator.log"),
     )
     .expect("start dualmesh");
+    let _report_log = ReportLog(alpha.dir().join("operator.log"));
+    // It leads, under the Pod's name, and says so on /readyz.
+    let addr = json_log_addr(&operator).await;
+    wait_for("/readyz leading", WAIT, || async {
+        match http_get(addr, "/readyz").await {
+            (200, body) if body.trim() == "leading" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let holder = run(
+        alpha.kubectl().args([
+            "-n",
+            NS,
+            "get",
+            "lease",
+            "dualmesh",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]),
+        None,
+    );
+    assert_eq!(holder, POD_NAME);
 
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     create_meshcluster(&a, &example::<MeshCluster>("meshcluster-alpha.yaml")).await;
@@ -1291,29 +1387,28 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     let copies: Api<Secret> = Api::namespaced(b.clone(), "gloo-mesh");
     wait_gone(&copies, "relay-root-tls-secret").await;
 
-    drop(operator);
+    // SIGTERM, as at a rollout: it stops and releases the Lease.
+    let status = operator.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dualmesh did not stop cleanly on SIGTERM: {status:?}\n{}",
+        operator.log_tail(20)
+    );
+    let log = operator.log();
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "DUALMESH_LOG_FORMAT=json: every log line is a JSON object"
+    );
+    assert!(log.contains("released the leader Lease"), "{log}");
     assert_least_privilege(
         &alpha,
         OPERATOR_SA,
         &operator_manifest,
-        &[
-            (
-                "patch events.k8s.io/events cluster-wide",
-                "sent only when the same Event repeats within kube's series window",
-            ),
-            (
-                "create coordination.k8s.io/leases in dualmesh-system",
-                "leader election; not run in this test",
-            ),
-            (
-                "get coordination.k8s.io/leases in dualmesh-system",
-                "leader election; not run in this test",
-            ),
-            (
-                "patch coordination.k8s.io/leases in dualmesh-system",
-                "leader election; not run in this test",
-            ),
-        ],
+        &[(
+            "patch events.k8s.io/events cluster-wide",
+            "sent only when the same Event repeats within kube's series window",
+        )],
     );
     assert_least_privilege(&beta, MEMBER_SA, &member_manifest, &[]);
 }

@@ -22,11 +22,25 @@ impl Operator {
     /// Starts `bin run <args>` with `KUBECONFIG=kubeconfig`, appending its
     /// stdout and stderr to `log`.
     pub fn start(bin: &Path, kubeconfig: &Path, args: &[&str], log: &Path) -> Result<Self> {
+        Self::start_with_env(bin, kubeconfig, args, &[], log)
+    }
+
+    /// [`Operator::start`] with environment variables too, e.g. those a
+    /// chart's Deployment sets (`DUALMESH_NAMESPACE`, `POD_NAME`, ...).
+    pub fn start_with_env(
+        bin: &Path,
+        kubeconfig: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Self> {
+        let mut all = vec![("KUBECONFIG".to_string(), kubeconfig.display().to_string())];
+        all.extend(envs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut op = Operator {
             child: None,
             bin: bin.to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
-            envs: vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
+            envs: all,
             log: log.to_path_buf(),
         };
         op.spawn()?;
