@@ -658,11 +658,11 @@ async fn the_plain_manifests_install_with_kubectl_apply() {
             .arg(repo.join("deploy")),
         None,
     );
-    // One file.
+    // One file, as the README installs it.
     run(
         single
             .kubectl()
-            .args(["apply", "-f"])
+            .args(["apply", "--server-side", "-f"])
             .arg(repo.join("deploy/dualmesh.yaml")),
         None,
     );
