@@ -196,9 +196,10 @@ async fn two_replicas_one_leader_takeover_on_kill_and_handover_on_sigterm() {
     assert_eq!(writes_besides_lease(&plane, "b"), Vec::<String>::new());
     assert_eq!(holder(&client).await.as_deref(), Some("a"));
 
-    // The leader dies without a word: B takes over once the Lease expires.
-    // kube-lease-manager waits up to 1 s more before taking an expired
-    // Lease (collision avoidance), and the poll here adds up to 0.1 s.
+    // The leader dies without a word: B takes over once the Lease expires
+    // (at most LEASE after A's last renewal). kube-lease-manager then waits
+    // 0.1-1 s before taking an expired Lease (collision avoidance) and makes
+    // two or three requests; the poll here adds up to 0.1 s.
     let mut a = a;
     let killed = Instant::now();
     a.kill();
@@ -206,7 +207,7 @@ async fn two_replicas_one_leader_takeover_on_kill_and_handover_on_sigterm() {
     let takeover = killed.elapsed();
     eprintln!("takeover after kill -9: {takeover:?} (Lease {LEASE:?})");
     assert!(
-        takeover <= LEASE + Duration::from_millis(1_500),
+        takeover <= LEASE + Duration::from_secs(2),
         "takeover took {takeover:?}"
     );
     wait_ready_phase(b_addr, 200, "leading").await;
