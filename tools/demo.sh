@@ -5,7 +5,8 @@
 # the API exactly as a kubelet and the scheduler would write them.
 #
 #   tools/demo.sh            # `make demo`
-#   DEMO_DIR=/tmp/x tools/demo.sh --stop-after   # used by tests/demo.rs
+#   DEMO_DIR=/tmp/x DEMO_EXTERNAL_PLANES=1 tools/demo.sh --stop-after
+#       # tests/demo.rs: planes it started itself, <dir>/{alpha,beta}.kubeconfig
 #
 # Needs: kubectl and the testplane/dualmesh binaries (`make demo` builds them).
 set -euo pipefail
@@ -29,12 +30,16 @@ stop() {
     kill "$(cat "$DIR/dualmesh.pid")" 2>/dev/null || true
     rm -f "$DIR/dualmesh.pid"
   fi
-  "$TESTPLANE" down --dir "$DIR" >/dev/null
+  if [[ -z ${DEMO_EXTERNAL_PLANES:-} ]]; then "$TESTPLANE" down --dir "$DIR" >/dev/null; fi
 }
 if [[ $STOP_AFTER == --stop-after ]]; then trap stop EXIT; fi
 
 step "Two control planes: alpha (management) and beta (member)"
-if [[ ! -f $DIR/alpha.pids ]]; then "$TESTPLANE" up --dir "$DIR" alpha beta; fi
+if [[ -n ${DEMO_EXTERNAL_PLANES:-} ]]; then
+  echo "using the planes in $DIR"
+elif [[ ! -f $DIR/alpha.pids ]]; then
+  "$TESTPLANE" up --dir "$DIR" alpha beta
+fi
 
 step "Install the CRDs on alpha"
 run $A apply --server-side -f crds/
