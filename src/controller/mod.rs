@@ -168,6 +168,26 @@ pub fn backoff_for(n: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
+/// Waits for a store's first list.
+///
+/// `Store::wait_until_ready` keeps a single waker (a one-shot channel), so
+/// of several tasks waiting on one store at once only the last one polled
+/// is woken; the others would wait forever. Asking again every 20 ms bounds
+/// a lost wakeup to that. Fails when the store's writer is gone.
+pub async fn filled<K>(store: &Store<K>) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(20), store.wait_until_ready()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(Error::Message(format!("cache: {e}"))),
+            Err(_) => {}
+        }
+    }
+}
+
 fn object_key<K: ResourceExt>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -261,8 +281,7 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
 
     let on_ready = runtime.on_ready;
     let ready = async move {
-        let caches =
-            futures::future::try_join(mc_store.wait_until_ready(), policy_ready.wait_until_ready());
+        let caches = futures::future::try_join(filled(&mc_store), filled(&policy_ready));
         tokio::select! {
             filled = caches => if filled.is_ok() {
                 tracing::info!("caches filled: ready");
@@ -335,6 +354,29 @@ pub(crate) fn requeue_after_error(ctx: &Context, key: &str, error: &Error) -> Ac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Several tasks waiting on one store all wake when it is filled (a
+    /// bare `wait_until_ready` wakes only the last one polled).
+    #[tokio::test]
+    async fn every_waiter_sees_the_store_filled() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let (store, mut writer) = kube::runtime::reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { filled(&store).await.is_ok() })
+            })
+            .collect();
+        // Let every waiter register before the store fills.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for w in waiters {
+            // A lost wakeup would hang here; 5 s is only the test's guard.
+            let done = tokio::time::timeout(Duration::from_secs(5), w).await;
+            assert!(matches!(done, Ok(Ok(true))), "{done:?}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

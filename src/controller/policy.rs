@@ -52,10 +52,7 @@ async fn reconcile_inner(
     ctx: &PolicyContext,
 ) -> Result<Action, Error> {
     // Until the MeshCluster cache is filled, usedBy would read as empty.
-    ctx.meshclusters
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Message(e.to_string()))?;
+    super::filled(&ctx.meshclusters).await?;
     let name = policy.name_any();
     let valid = match validate::validate_policy(&policy.spec) {
         Ok(_) => Found::ok(types::VALID, reason::VALID, "the policy is valid"),
