@@ -25,20 +25,29 @@ NS=dualmesh-system
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+STARTED_PLANES=""
+STARTED_DUALMESH=""
+# Stops what this run started (planes a previous `make dev-up` started stay).
 stop() {
-  if [[ -f $DIR/dualmesh.pid ]]; then
+  trap - EXIT INT TERM
+  if [[ -n $STARTED_DUALMESH && -f $DIR/dualmesh.pid ]]; then
     kill "$(cat "$DIR/dualmesh.pid")" 2>/dev/null || true
     rm -f "$DIR/dualmesh.pid"
+    echo "stopped dualmesh"
   fi
-  if [[ -z ${DEMO_EXTERNAL_PLANES:-} ]]; then "$TESTPLANE" down --dir "$DIR" >/dev/null; fi
+  if [[ -n $STARTED_PLANES ]]; then "$TESTPLANE" down --dir "$DIR"; fi
 }
-if [[ $STOP_AFTER == --stop-after ]]; then trap stop EXIT; fi
+trap stop EXIT
+trap 'echo; exit 130' INT TERM
 
 step "Two control planes: alpha (management) and beta (member)"
 if [[ -n ${DEMO_EXTERNAL_PLANES:-} ]]; then
   echo "using the planes in $DIR"
 elif [[ ! -f $DIR/alpha.pids ]]; then
+  STARTED_PLANES=1
   "$TESTPLANE" up --dir "$DIR" alpha beta
+else
+  echo "using the planes make dev-up started (they stay up afterwards)"
 fi
 
 step "Install the CRDs on alpha"
@@ -59,6 +68,7 @@ if [[ -f $DIR/dualmesh.pid ]] && kill -0 "$(cat "$DIR/dualmesh.pid")" 2>/dev/nul
 else
   KUBECONFIG=$DIR/alpha.kubeconfig "$BIN" run --namespace $NS --listen '[::1]:0' >"$DIR/dualmesh.log" 2>&1 &
   echo $! >"$DIR/dualmesh.pid"
+  STARTED_DUALMESH=1
 fi
 addr=""
 for _ in $(seq 100); do
@@ -126,14 +136,17 @@ node "$A" node-2 192.0.2.12 2001:db8:a::12
 
 step "dualmesh brings both MeshClusters to Ready"
 run $A -n $NS wait meshcluster/alpha meshcluster/beta --for=condition=Ready --timeout=60s
-run $A -n $NS get meshclusters -o wide
 run $A get dualstackpolicies
 
 step "The conditions of beta"
 $A -n $NS get meshcluster beta -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
 
-step "The IstioOperator published on beta (first lines)"
-$B -n istio-system get configmap beta-istiooperator -o jsonpath='{.data.istiooperator\.yaml}' | head -25
+for c in alpha beta; do
+  k=$A; [[ $c == beta ]] && k=$B
+  step "The IstioOperator dualmesh rendered for $c (ConfigMap istio-system/$c-istiooperator on $c; the dual-stack lines)"
+  $k -n istio-system get configmap "$c-istiooperator" -o jsonpath='{.data.istiooperator\.yaml}' \
+    | grep -E 'kind:|clusterName|network:|meshID|ISTIO_DUAL_STACK|ipFamil|IPv[46]|PILOT_|hub:|tag:' | head -20
+done
 
 step "Gateway externalIPs: only the global IPv6 address allowed by the policy"
 echo "alpha: $($A -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')"
@@ -150,6 +163,9 @@ done
 echo "alpha: $ips"
 [[ $ips == '["2001:db8:a::12"]' ]] || { echo "expected [\"2001:db8:a::12\"]"; exit 1; }
 
+step "The trust Secrets dualmesh synced to beta"
+run $B -n gloo-mesh get secrets -L app.kubernetes.io/managed-by
+
 step "The relay token is rotated on alpha; dualmesh copies it to beta"
 $A -n gloo-mesh create secret generic relay-identity-token-secret --from-literal=token=demo-token-2 --dry-run=client -o yaml | $A apply -f -
 for _ in $(seq 150); do
@@ -163,7 +179,12 @@ echo "beta's token: $token"
 step "Metrics (http://$addr/metrics)"
 curl -fsS "http://$addr/metrics" | grep -E '^dualmesh_(gateway_addresses|member_reachable|meshcluster_ready|secrets_synced)\{' | sort
 
-if [[ $STOP_AFTER != --stop-after ]]; then
-  step "Still running. Try: $A -n $NS get mc -w   |   stop with: make dev-down"
-fi
+step "The MeshClusters"
+run $A -n $NS get meshclusters -o wide
 echo "demo: OK"
+
+if [[ $STOP_AFTER != --stop-after ]]; then
+  step "Everything keeps running; watching the MeshClusters. Ctrl-C stops all this demo started."
+  echo "In another shell: export PATH=$DUALMESH_TOOLS_BIN:\$PATH; $A -n $NS describe meshcluster beta"
+  $A -n $NS get meshclusters -o wide -w
+fi
