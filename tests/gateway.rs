@@ -273,14 +273,22 @@ async fn ipv4_primary_orders_ipv4_first() {
     .unwrap();
     pod(&client, "gw-1", "node-a").await;
     wait_ips(&client, &["203.0.113.7", "2001:db8::a"]).await;
-    let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
-        .get("alpha")
-        .await
-        .unwrap();
-    assert_eq!(
-        mc.status.unwrap().gateway_addresses.unwrap().all,
-        "203.0.113.7,2001:db8::a"
-    );
+    // The status is written after the Service, at the end of the reconcile.
+    wait_for(
+        "status.gatewayAddresses",
+        Duration::from_secs(10),
+        || async {
+            let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
+                .get("alpha")
+                .await
+                .map_err(|e| e.to_string())?;
+            match mc.status.and_then(|s| s.gateway_addresses).map(|a| a.all) {
+                Some(all) if all == "203.0.113.7,2001:db8::a" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -275,13 +275,15 @@ where
     }
 }
 
-/// Waits until a store has its first list, at most `timeout`.
+/// Waits until a store has its first list, at most `timeout`. The Node
+/// store is shared by every MeshCluster of a cluster, so several reconciles
+/// wait on it at once: [`super::filled`] does not lose their wakeups.
 pub async fn synced<K>(store: &Store<K>, timeout: Duration) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    tokio::time::timeout(timeout, store.wait_until_ready())
+    tokio::time::timeout(timeout, super::filled(store))
         .await
         .is_ok_and(|r| r.is_ok())
 }

@@ -94,6 +94,17 @@ struct Findings {
     status: MeshClusterStatus,
 }
 
+impl Findings {
+    /// Empty findings for one job, starting from the status so far (a job
+    /// that does not reach a field leaves it as it was).
+    fn part(&self) -> Findings {
+        Findings {
+            found: Vec::new(),
+            status: self.status.clone(),
+        }
+    }
+}
+
 async fn apply(mc: &MeshCluster, api: &Api<MeshCluster>, ctx: &Context) -> Result<Action, Error> {
     let old = mc.status.clone().unwrap_or_default();
     let mut findings = Findings {
@@ -237,15 +248,38 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Result<Ac
         RESYNC
     };
 
-    // The jobs run independently: one failing does not stop the others, and
-    // a member that stops answering mid-way cannot hold this worker long.
+    // The jobs run side by side, each filling its own findings: one failing
+    // does not stop the others, a change waits for one job's round trips
+    // rather than all three's, and a member that stops answering mid-way
+    // cannot hold this worker long.
+    let mut istio_out = out.part();
+    let mut gateway_out = out.part();
+    let mut secrets_out = out.part();
     let jobs = async {
-        let istio = publish_istio(mc, &cluster.client, &valid_mc, &valid_policy, out).await;
-        let addresses = gateway_job(&cluster, mc, &valid_mc, &valid_policy, out).await;
-        let secrets = secrets_job(ctx, &cluster.client, mc, out).await;
+        let (istio, addresses, secrets) = tokio::join!(
+            publish_istio(
+                mc,
+                &cluster.client,
+                &valid_mc,
+                &valid_policy,
+                &mut istio_out
+            ),
+            gateway_job(&cluster, mc, &valid_mc, &valid_policy, &mut gateway_out),
+            secrets_job(ctx, &cluster.client, mc, &mut secrets_out),
+        );
         istio.and(addresses).and(secrets)
     };
-    match tokio::time::timeout(Duration::from_secs(30), jobs).await {
+    let finished = tokio::time::timeout(Duration::from_secs(30), jobs).await;
+    // What each job found, in a fixed order, also from jobs that finished
+    // before a timeout.
+    out.status.istio_config_hash = istio_out.status.istio_config_hash;
+    out.status.published = istio_out.status.published;
+    out.status.gateway_addresses = gateway_out.status.gateway_addresses;
+    out.status.synced_secrets = secrets_out.status.synced_secrets;
+    for part in [istio_out.found, gateway_out.found, secrets_out.found] {
+        out.found.extend(part);
+    }
+    match finished {
         Ok(result) => result?,
         Err(_) => {
             out.found.retain(|f| f.type_ != types::CLUSTER_REACHABLE);

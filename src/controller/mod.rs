@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
@@ -75,7 +76,8 @@ pub struct RunOptions {
 pub struct Context {
     /// The cluster dualmesh runs in (the management cluster).
     pub client: Client,
-    pub recorder: Recorder,
+    /// Events to publish, in order, off the reconcile path.
+    pub events: EventQueue,
     /// The cluster dualmesh runs in, as a target (its gateway watches).
     pub local: Arc<cluster::Cluster>,
     /// Reconcile requests from the per-cluster watches.
@@ -106,7 +108,7 @@ impl Context {
             local: cluster::Cluster::new(client.clone(), trigger.clone()),
             trigger,
             client,
-            recorder,
+            events: EventQueue::start(recorder),
             members: federation::Members::default(),
             meshclusters: std::sync::OnceLock::new(),
             secret_watches: Mutex::new(HashMap::new()),
@@ -159,6 +161,39 @@ impl Context {
         let n = map.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         backoff_for(*n)
+    }
+}
+
+/// Kubernetes Events waiting to be published by one background task, so a
+/// reconcile never waits for its Events' round trips (a first sync of many
+/// MeshClusters publishes several each) and they keep their order.
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
+}
+
+impl EventQueue {
+    /// Events beyond this many waiting are dropped (and logged): they are a
+    /// report, and an API server that slow must not grow our memory.
+    const CAPACITY: usize = 1024;
+
+    /// Starts the publishing task (inside the runtime).
+    fn start(recorder: Recorder) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(Self::CAPACITY);
+        tokio::spawn(async move {
+            while let Some((event, reference)) = rx.recv().await {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, reason = %event.reason, "could not publish an Event");
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues `event` about `reference`.
+    pub fn publish(&self, event: Event, reference: ObjectReference) {
+        if let Err(e) = self.tx.try_send((event, reference)) {
+            tracing::debug!(error = %e, "Event queue full: an Event was dropped");
+        }
     }
 }
 
@@ -216,9 +251,18 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
     };
     let policies: Api<DualStackPolicy> = Api::all(client.clone());
 
-    let mc_controller = Controller::new(meshclusters.clone(), watcher::Config::default())
+    // A MeshCluster is reconciled when what it asks for changes (its
+    // generation), when its lifecycle does (finalizers, deletion), on the
+    // watches below and on resync: not when only its status changed, which
+    // is dualmesh's own write and would cost a reconcile for nothing.
+    let (mc_store, mc_writer) = reflector::store();
+    let mc_changes = watcher::watcher(meshclusters.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(mc_writer)
+        .applied_objects()
+        .predicate_filter(spec_or_lifecycle, Default::default());
+    let mc_controller = Controller::for_stream(mc_changes, mc_store.clone())
         .with_config(controller::Config::default().concurrency(16));
-    let mc_store: Store<MeshCluster> = mc_controller.store();
     let _ = ctx.meshclusters.set(mc_store.clone());
     let users = mc_store.clone();
     // Installing or removing Istio's IstioOperator CRD changes what is
@@ -295,6 +339,18 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
     futures::join!(mc_controller, policy_controller, ready);
     tracing::info!("dualmesh controllers stopped");
     Ok(())
+}
+
+/// What a MeshCluster reconcile depends on in the object itself: the spec
+/// (through the generation, which status writes do not change), the
+/// finalizers and the deletion mark.
+fn spec_or_lifecycle(mc: &MeshCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    mc.metadata.generation.hash(&mut hasher);
+    mc.finalizers().hash(&mut hasher);
+    mc.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Whether `mc` reads Secret `ns/name` (its kubeconfig or a sync source).

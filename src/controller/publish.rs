@@ -148,7 +148,6 @@ pub async fn publish(
     rendered: &Rendered,
 ) -> Result<Outcome, PublishError> {
     let mut writes = 0;
-    ensure_namespace(client, &location.namespace, &mut writes).await?;
 
     let labels = owner.labels();
     let annotations = BTreeMap::from([
@@ -180,6 +179,11 @@ pub async fn publish(
         }
         None => false,
     };
+    if current.is_none() {
+        // The ConfigMap's namespace is only in doubt when the ConfigMap is
+        // absent: a steady state reads one object, not two.
+        ensure_namespace(client, &location.namespace, &mut writes).await?;
+    }
     if !up_to_date {
         let cm = json!({
             "apiVersion": "v1",

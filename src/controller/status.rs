@@ -1,6 +1,6 @@
 //! Writing status: only when it differs from what the object already says,
 //! by server-side apply of the status subresource, with an Event for every
-//! condition that changed.
+//! condition that changed (queued: see [`super::EventQueue`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
@@ -54,9 +54,7 @@ where
             action: format!("Set{}", c.type_),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "could not publish an Event");
-        }
+        ctx.events.publish(event, reference.clone());
     }
     Ok(true)
 }
