@@ -147,7 +147,7 @@ impl Cluster {
         let stream = reflector::reflector(
             writer,
             watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
+                .backoff(super::backoff::WatchBackoff::new())
                 .modify(strip_node),
         );
         let task = tokio::spawn(async move {
@@ -214,7 +214,7 @@ impl Cluster {
                 pods_api,
                 watcher::Config::default().labels(&key.label_selector()),
             )
-            .default_backoff()
+            .backoff(super::backoff::WatchBackoff::new())
             .modify(strip_pod),
         );
         let services_api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
@@ -225,7 +225,7 @@ impl Cluster {
                 services_api,
                 watcher::Config::default().fields(&format!("metadata.name={}", key.service)),
             )
-            .default_backoff()
+            .backoff(super::backoff::WatchBackoff::new())
             .modify(|s: &mut Service| s.metadata.managed_fields = None),
         );
         let tasks = vec![

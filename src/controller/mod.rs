@@ -3,8 +3,10 @@
 //! and the server-side-apply helpers. Everything that decides *what* should
 //! be lives in [`crate::desired`]; this module only reads, writes and reports.
 
+pub mod backoff;
 pub mod cluster;
 pub mod federation;
+pub mod fence;
 pub mod gateway;
 pub mod leader;
 pub mod meshcluster;
@@ -131,7 +133,7 @@ impl Context {
         let ns = namespace.to_string();
         let task = tokio::spawn(async move {
             let stream = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
+                .backoff(backoff::WatchBackoff::new())
                 .touched_objects();
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
@@ -257,12 +259,16 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
     // is dualmesh's own write and would cost a reconcile for nothing.
     let (mc_store, mc_writer) = reflector::store();
     let mc_changes = watcher::watcher(meshclusters.clone(), watcher::Config::default())
-        .default_backoff()
+        .backoff(backoff::WatchBackoff::new())
         .reflect(mc_writer)
         .applied_objects()
         .predicate_filter(spec_or_lifecycle, Default::default());
+    // Every watch the controller merges (policies, published ConfigMaps, the
+    // IstioOperator CRD) shares this backoff: bounded, so an API server
+    // that returns is seen within seconds (see `backoff`).
     let mc_controller = Controller::for_stream(mc_changes, mc_store.clone())
-        .with_config(controller::Config::default().concurrency(16));
+        .with_config(controller::Config::default().concurrency(16))
+        .trigger_backoff(backoff::WatchBackoff::new());
     let _ = ctx.meshclusters.set(mc_store.clone());
     let users = mc_store.clone();
     // Installing or removing Istio's IstioOperator CRD changes what is
@@ -304,7 +310,8 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
             }
         });
 
-    let policy_controller = Controller::new(policies, watcher::Config::default());
+    let policy_controller = Controller::new(policies, watcher::Config::default())
+        .trigger_backoff(backoff::WatchBackoff::new());
     let policy_store = policy_controller.store();
     let policy_ready = policy_store.clone();
     let pctx = Arc::new(policy::PolicyContext {
@@ -401,8 +408,21 @@ fn policies_touching(
 }
 
 /// Requeue after an error with the object's backoff.
+/// The longest wait before retrying after a failed request: about what the
+/// watches wait at most (`backoff::WatchBackoff::MAX`), so an object whose
+/// reconcile failed while the API server was away is retried within
+/// seconds of its return, and an API server that stays away costs one
+/// request per object every 5 s.
+pub const TRANSPORT_RETRY_MAX: Duration = Duration::from_secs(5);
+
 pub(crate) fn requeue_after_error(ctx: &Context, key: &str, error: &Error) -> Action {
-    let wait = ctx.backoff(key);
+    let mut wait = ctx.backoff(key);
+    // A failed request (API server or member away) is worth retrying soon
+    // after it returns: the watches that see it come back do not re-trigger
+    // objects whose spec did not change. Refusals keep the long backoff.
+    if matches!(error, Error::Kube(_)) {
+        wait = wait.min(TRANSPORT_RETRY_MAX);
+    }
     tracing::warn!(object = key, category = error.category(), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }
