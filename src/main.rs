@@ -178,7 +178,12 @@ async fn serve_and_run(args: RunArgs) -> std::process::ExitCode {
         }
     });
 
-    let client = match kube::Client::try_default().await {
+    // Every write goes through the fence (a no-op without leader election).
+    let client = match kube::Config::infer()
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|config| controller::fence::client(config).map_err(|e| e.to_string()))
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a Kubernetes client");
@@ -199,6 +204,12 @@ async fn serve_and_run(args: RunArgs) -> std::process::ExitCode {
             identity: identity(args.leader.identity.clone()),
             duration: std::time::Duration::from_secs(args.leader.lease_duration_seconds),
         };
+        controller::fence::install(
+            &config.namespace,
+            &config.lease_name,
+            config.duration,
+            config.fence_margin(),
+        );
         health.set(Phase::Standby);
         match leader::acquire(client.clone(), &config, shutdown.clone()).await {
             Ok(Some(l)) => Some(l),

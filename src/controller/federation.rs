@@ -118,7 +118,7 @@ impl Members {
                     ))
                 })?;
         config.connect_timeout = Some(Duration::from_secs(5));
-        let client = Client::try_from(config).map_err(|e| {
+        let client = super::fence::client(config).map_err(|e| {
             refused(format!(
                 "kubeconfig in Secret {secret_ref}: cannot build a client: {}",
                 redact_client_error(&e)

@@ -36,6 +36,13 @@ impl LeaderConfig {
         self.duration.as_secs().max(2)
     }
 
+    /// How long before the Lease could expire this replica stops writing
+    /// (see [`super::fence`]): half the renewal head start, so a healthy
+    /// leader renews well before its fence closes.
+    pub fn fence_margin(&self) -> Duration {
+        Duration::from_millis(self.grace() * 500)
+    }
+
     /// Renew this many seconds before the Lease expires: a third of its
     /// duration, at least one.
     fn grace(&self) -> u64 {
