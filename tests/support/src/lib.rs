@@ -193,6 +193,8 @@ pub struct Write {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub code: Option<i64>,
+    /// When the API server received the request (`requestReceivedTimestamp`).
+    pub received: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// One running control plane.
@@ -508,6 +510,9 @@ impl ControlPlane {
                 namespace: s(&v["objectRef"]["namespace"]),
                 name: s(&v["objectRef"]["name"]),
                 code: v["responseStatus"]["code"].as_i64(),
+                received: v["requestReceivedTimestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok()),
             });
         }
         Ok(out)
