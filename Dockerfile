@@ -6,6 +6,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests/support ./tests/support
+# Cargo.toml names the benchmarks: the manifest does not load without them.
+COPY benches ./benches
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin dualmesh
 
 FROM gcr.io/distroless/static-debian12:nonroot

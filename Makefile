@@ -106,6 +106,19 @@ test: tools lint ## Everything CI runs: tools, lint, unit and integration tests 
 	cargo test --workspace --no-fail-fast
 
 # ---------------------------------------------------------------------------
+# Proof: benchmarks and fault tests on real control planes (outside `make
+# test`: they take tens of minutes). Method and figures: docs/benchmarks.md.
+# ---------------------------------------------------------------------------
+.PHONY: bench
+bench: tools ## Latency, scale and quiet benchmarks against real control planes (release build; prints figures).
+	cargo bench --bench latency
+	cargo bench --bench scale
+
+.PHONY: chaos
+chaos: tools ## Fault tests: apiserver killed, member down, operator killed mid-sync, leader killed.
+	cargo test --test chaos -- --include-ignored --test-threads=1 --nocapture
+
+# ---------------------------------------------------------------------------
 # Try it without a cluster: two real control planes on loopback.
 # ---------------------------------------------------------------------------
 DEV_DIR := .dev
