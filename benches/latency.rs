@@ -68,7 +68,6 @@ mod common;
 #[allow(unused_imports)]
 mod support;
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -78,7 +77,6 @@ use dualmesh::api::{DualStackPolicy, DualStackPolicySpec, MeshCluster};
 use dualmesh::desired::istio_operator;
 use dualmesh::desired::validate::{validate_mesh_cluster, validate_policy};
 use futures::StreamExt;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -838,27 +836,6 @@ async fn scenario_gateway(s: &Settings) -> Report {
 // ---------------------------------------------------------------------------
 // (c) source Secret rotated -> every member updated
 // ---------------------------------------------------------------------------
-
-async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    let data: BTreeMap<String, ByteString> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect();
-    let secret = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns},
-        "data": data,
-    });
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("apply Secret");
-}
 
 fn token_of(secret: &Secret) -> Option<String> {
     let v = secret.data.as_ref()?.get("token")?;

@@ -47,8 +47,6 @@ use common::*;
 use dualmesh::api::{DualStackPolicy, DualStackPolicySpec, MeshCluster};
 use dualmesh::desired::istio_operator::{self, MANAGED_BY, MESH_CLUSTER_LABEL, Rendered};
 use dualmesh::desired::validate::{validate_mesh_cluster, validate_policy};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
@@ -284,28 +282,6 @@ async fn force_delete_pod(client: &Client, name: &str) -> kube::Result<()> {
             .delete(name, &DeleteParams::default().grace_period(0))
             .await,
     )
-}
-
-/// Creates or replaces a Secret with `data` (server-side apply).
-async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    create_namespace(client, ns).await;
-    let data: BTreeMap<String, ByteString> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect();
-    let body = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns},
-        "data": data,
-    });
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .expect("apply Secret");
 }
 
 async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
@@ -1436,61 +1412,11 @@ async fn operator_killed_mid_sync_converges_without_duplicates_or_orphans() {
 // 4 and 5. Two replicas: the leader killed, or frozen, under load
 // ---------------------------------------------------------------------------
 
-/// The Lease duration the replicas use (as tests/runtime.rs).
-const LEASE: Duration = Duration::from_secs(4);
 /// kube-lease-manager takes an expired Lease after waiting 0.1-1 s
 /// (collision avoidance) with two or three requests; the Lease poll adds up
 /// to 0.1 s (the slack tests/runtime.rs justifies).
 const TAKEOVER_SLACK: Duration = Duration::from_secs(2);
 const LOCAL_UNDER_LOAD: usize = 10;
-
-fn replica(plane: &ControlPlane, identity: &str) -> Operator {
-    let user = format!("dualmesh-{identity}");
-    let kubeconfig = plane
-        .user_kubeconfig(&user, &["system:masters"], &format!("{user}.kubeconfig"))
-        .expect("kubeconfig");
-    let lease = LEASE.as_secs().to_string();
-    Operator::start(
-        Path::new(env!("CARGO_BIN_EXE_dualmesh")),
-        &kubeconfig,
-        &[
-            "--namespace",
-            NS,
-            "--log",
-            LOG,
-            "--listen",
-            "[::1]:0",
-            "--leader-elect",
-            "--lease-duration-seconds",
-            &lease,
-            "--identity",
-            identity,
-        ],
-        &plane.dir().join(format!("{user}.log")),
-    )
-    .expect("start dualmesh")
-}
-
-async fn holder(client: &Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), NS)
-        .get_opt("dualmesh")
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
-}
-
-async fn wait_holder(client: &Client, want: &str, within: Duration) -> Duration {
-    let start = Instant::now();
-    wait_for(&format!("Lease held by {want}"), within, || async {
-        match holder(client).await {
-            Some(h) if h == want => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    start.elapsed()
-}
 
 async fn wait_standby(op: &Operator) {
     let addr = http_addr(op).await;

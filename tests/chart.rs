@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
@@ -1042,31 +1041,6 @@ fn can_i(plane: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
             String::from_utf8_lossy(&out.stderr)
         ),
     }
-}
-
-async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    create_namespace(client, ns).await;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("apply secret");
 }
 
 async fn get_json<K>(api: &Api<K>, name: &str) -> Option<Value>

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 use testplane::ControlPlane;
 use testplane::kubelet::set_node_addresses;
@@ -29,31 +28,6 @@ const TLS_KEY: &str =
     "-----BEGIN PRIVATE KEY-----\nrelaySERVERprivateKEYdata\n-----END PRIVATE KEY-----\n";
 const TOKEN_1: &str = "relay-token-7f3a9c1e5b2d4f60";
 const TOKEN_2: &str = "relay-token-rotated-0d9e8c7b6a5f";
-
-async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    create_namespace(client, ns).await;
-    let data: BTreeMap<String, ByteString> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        data: Some(data),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("apply secret");
-}
 
 async fn secret_data(client: &Client, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
     let s = Api::<Secret>::namespaced(client.clone(), ns)

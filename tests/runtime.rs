@@ -5,21 +5,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::{Api, Client};
+use kube::Client;
 use testplane::ControlPlane;
 use testplane::kubelet::set_node_addresses;
-use testplane::operator::Operator;
 
 const WAIT: Duration = Duration::from_secs(20);
-/// The Lease duration the replicas below use.
-const LEASE: Duration = Duration::from_secs(4);
 
 /// Policy ipv6-only, MeshCluster alpha and its gateway on node-a.
 async fn mesh(client: &Client) {
@@ -101,56 +96,6 @@ async fn serves_health_readiness_metrics_and_stops_gracefully_on_sigterm() {
     let log = operator.log();
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(log.contains("dualmesh controllers stopped"), "{log}");
-}
-
-/// A replica started as its own user, so the audit log tells the replicas'
-/// writes apart.
-fn replica(plane: &ControlPlane, identity: &str) -> Operator {
-    let user = format!("dualmesh-{identity}");
-    let kubeconfig = plane
-        .user_kubeconfig(&user, &["system:masters"], &format!("{user}.kubeconfig"))
-        .expect("kubeconfig");
-    let lease = LEASE.as_secs().to_string();
-    Operator::start(
-        Path::new(env!("CARGO_BIN_EXE_dualmesh")),
-        &kubeconfig,
-        &[
-            "--namespace",
-            NS,
-            "--log",
-            LOG,
-            "--listen",
-            "[::1]:0",
-            "--leader-elect",
-            "--lease-duration-seconds",
-            &lease,
-            "--identity",
-            identity,
-        ],
-        &plane.dir().join(format!("{user}.log")),
-    )
-    .expect("start dualmesh")
-}
-
-async fn holder(client: &Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), NS)
-        .get_opt("dualmesh")
-        .await
-        .expect("get Lease")?
-        .spec?
-        .holder_identity
-}
-
-async fn wait_holder(client: &Client, want: &str, within: Duration) -> Duration {
-    let start = Instant::now();
-    wait_for(&format!("Lease held by {want}"), within, || async {
-        match holder(client).await {
-            Some(h) if h == want => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    start.elapsed()
 }
 
 /// Writes by `identity`'s user to anything but the Lease.

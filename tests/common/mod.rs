@@ -362,3 +362,84 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Creates or replaces Secret `ns/name` with `data` (server-side apply as
+/// field manager `test`), creating the namespace first.
+pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    create_namespace(client, ns).await;
+    let data: std::collections::BTreeMap<String, ByteString> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    let body = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "data": data,
+    });
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .expect("apply Secret");
+}
+
+/// The Lease duration the leader-election tests give their replicas.
+pub const LEASE: Duration = Duration::from_secs(4);
+
+/// A replica with leader election (Lease [`LEASE`]) started as its own user
+/// `dualmesh-<identity>`, so the audit log tells the replicas' writes apart.
+pub fn replica(plane: &ControlPlane, identity: &str) -> Operator {
+    let user = format!("dualmesh-{identity}");
+    let kubeconfig = plane
+        .user_kubeconfig(&user, &["system:masters"], &format!("{user}.kubeconfig"))
+        .expect("kubeconfig");
+    let lease = LEASE.as_secs().to_string();
+    Operator::start(
+        Path::new(env!("CARGO_BIN_EXE_dualmesh")),
+        &kubeconfig,
+        &[
+            "--namespace",
+            NS,
+            "--log",
+            LOG,
+            "--listen",
+            "[::1]:0",
+            "--leader-elect",
+            "--lease-duration-seconds",
+            &lease,
+            "--identity",
+            identity,
+        ],
+        &plane.dir().join(format!("{user}.log")),
+    )
+    .expect("start dualmesh")
+}
+
+/// Who holds the `dualmesh` Lease (None also while the API server is away).
+pub async fn holder(client: &Client) -> Option<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    Api::<Lease>::namespaced(client.clone(), NS)
+        .get_opt("dualmesh")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// Waits until `want` holds the Lease; returns how long that took.
+pub async fn wait_holder(client: &Client, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    wait_for(&format!("Lease held by {want}"), within, || async {
+        match holder(client).await {
+            Some(h) if h == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    start.elapsed()
+}
