@@ -2,6 +2,7 @@
 //! names of their conditions and reasons.
 
 pub mod conditions;
+pub mod labels;
 mod meshcluster;
 mod policy;
 

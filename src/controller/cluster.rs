@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
@@ -273,17 +272,4 @@ where
             return;
         }
     }
-}
-
-/// Waits until a store has its first list, at most `timeout`. The Node
-/// store is shared by every MeshCluster of a cluster, so several reconciles
-/// wait on it at once: [`super::filled`] does not lose their wakeups.
-pub async fn synced<K>(store: &Store<K>, timeout: Duration) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    tokio::time::timeout(timeout, super::filled(store))
-        .await
-        .is_ok_and(|r| r.is_ok())
 }

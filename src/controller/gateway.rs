@@ -1,235 +1,100 @@
 //! Keeping the gateway Service's `spec.externalIPs` equal to the addresses of
-//! the nodes its Pods run on (pure selection in
-//! [`crate::desired::gateway_addresses`]).
-//!
-//! `spec.externalIPs` is an atomic list, so server-side apply owns it whole.
-//! To leave addresses another manager set alone, the Service carries an
-//! annotation with the addresses dualmesh set; each apply writes dualmesh's
-//! addresses first, then the others', and drops only dualmesh's stale ones.
+//! the nodes its Pods run on: the fetch step reads the cluster's watch
+//! caches, [`crate::desired::gateway_service`] plans, the apply step writes
+//! the Service with its resourceVersion as read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 
-use super::cluster::{Cluster, GatewayKey, synced};
-use super::ssa;
-use crate::api::conditions::{self as types, reason};
-use crate::api::{GatewayAddressesStatus, MeshCluster};
-use crate::desired::conditions::Found;
-use crate::desired::gateway_addresses::{self, GatewayPod, NodeAddress};
-use crate::desired::validate::{ValidMeshCluster, ValidPolicy};
+use super::cache::synced;
+use super::cluster::{Cluster, GatewayKey};
+use super::{Error, ssa};
+use crate::api::MeshCluster;
+use crate::desired::gateway_service::{Observed, Plan, gateway_pod, node_addresses};
+use crate::desired::validate::ValidMeshCluster;
 
-/// The annotation on the gateway Service listing the externalIPs dualmesh set.
-pub const EXTERNAL_IPS_ANNOTATION: &str = "dualmesh.io/external-ips";
+pub use crate::api::labels::EXTERNAL_IPS_ANNOTATION;
 
-/// What the gateway step found.
-pub struct Outcome {
-    pub condition: Found,
-    pub status: Option<GatewayAddressesStatus>,
-    /// Write requests sent.
-    pub writes: u32,
-    /// The API server refused the write (back off before trying again).
-    pub denied: bool,
-}
+/// How long a reconcile waits for a gateway watch's first list.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
 
-fn gateway_pod(pod: &Pod) -> GatewayPod {
-    let status = pod.status.as_ref();
-    GatewayPod {
-        name: pod.name_any(),
-        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
-        ready: status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
-        deleting: pod.metadata.deletion_timestamp.is_some(),
+/// The gateway's namespace, selector and Service name for `mc`.
+pub fn key(mc: &ValidMeshCluster<'_>) -> GatewayKey {
+    GatewayKey {
+        namespace: mc.gateway_namespace.clone(),
+        selector: mc.gateway_selector.clone(),
+        service: mc.spec.ingress_gateway.name.clone(),
     }
 }
 
-fn split(value: Option<&String>) -> Vec<String> {
-    value
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The status of a list of addresses, split by family, order kept.
-fn status_from(addrs: &[String]) -> GatewayAddressesStatus {
-    let of = |v6: bool| {
-        addrs
-            .iter()
-            .filter(|a| {
-                a.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_ipv6() == v6)
-            })
-            .cloned()
-            .collect()
-    };
-    GatewayAddressesStatus {
-        ipv6: of(true),
-        ipv4: of(false),
-        all: addrs.join(","),
-    }
-}
-
-/// Runs the gateway job for `mc` in `cluster`.
-pub async fn reconcile(
+/// The fetch step: the gateway's Pods, their nodes' addresses and its
+/// Service, from the watch caches (started on first use). None when
+/// dualmesh does not manage the addresses (its watches are stopped).
+pub async fn fetch(
     cluster: &Cluster,
     mc_ref: &ObjectRef<MeshCluster>,
     mc: &ValidMeshCluster<'_>,
-    policy: &ValidPolicy,
-) -> Result<Outcome, kube::Error> {
-    let gw = &mc.spec.ingress_gateway;
-    if !gw.manage_external_ips {
+) -> Result<Option<Observed>, Error> {
+    if !mc.spec.ingress_gateway.manage_external_ips {
         cluster.forget(mc_ref);
-        return Ok(Outcome {
-            condition: Found::ok(
-                types::GATEWAY_ADDRESSES_READY,
-                reason::NOT_MANAGED,
-                "spec.ingressGateway.manageExternalIPs is false: externalIPs are left as they are",
-            ),
-            status: None,
-            writes: 0,
-            denied: false,
-        });
+        return Ok(None);
     }
-    let key = GatewayKey {
-        namespace: mc.gateway_namespace.clone(),
-        selector: mc.gateway_selector.clone(),
-        service: gw.name.clone(),
-    };
+    let key = key(mc);
     let watch = cluster.gateway(mc_ref, &key);
     let nodes = cluster.nodes();
-    let wait = Duration::from_secs(10);
-    if !(synced(&watch.pods, wait).await
-        && synced(&watch.services, wait).await
-        && synced(&nodes, wait).await)
-    {
-        return Err(kube::Error::Service(
-            "the gateway watches did not sync within 10 s".into(),
-        ));
-    }
-
-    // Observe.
-    let pods: Vec<GatewayPod> = watch.pods.state().iter().map(|p| gateway_pod(p)).collect();
-    let mut node_addresses: BTreeMap<String, Vec<NodeAddress>> = BTreeMap::new();
-    for pod in &pods {
-        let Some(name) = &pod.node_name else { continue };
+    synced(&watch.pods, "gateway Pod", CACHE_WAIT).await?;
+    synced(&watch.services, "gateway Service", CACHE_WAIT).await?;
+    synced(&nodes, "Node", CACHE_WAIT).await?;
+    let pods: Vec<_> = watch.pods.state().iter().map(|p| gateway_pod(p)).collect();
+    let mut addresses = BTreeMap::new();
+    for name in pods.iter().filter_map(|p| p.node_name.as_ref()) {
         if let Some(node) = nodes.get(&ObjectRef::new(name)) {
-            let addrs = node
-                .status
-                .as_ref()
-                .and_then(|s| s.addresses.as_ref())
-                .map(|a| {
-                    a.iter()
-                        .map(|x| NodeAddress {
-                            kind: x.type_.clone(),
-                            address: x.address.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            node_addresses.insert(name.clone(), addrs);
+            addresses.insert(name.clone(), node_addresses(&node));
         }
     }
-
-    // Decide.
-    let selection = gateway_addresses::select(&pods, &node_addresses, policy);
-    let verdict = gateway_addresses::verdict(&selection, policy);
-    let service_ref = format!("{}/{}", key.namespace, key.service);
-    let Some(service) = watch
+    let service = watch
         .services
-        .get(&ObjectRef::new(&key.service).within(&key.namespace))
-    else {
-        return Ok(Outcome {
-            condition: Found::fail(
-                types::GATEWAY_ADDRESSES_READY,
-                reason::SERVICE_MISSING,
-                format!(
-                    "Service {service_ref} not found; it appears when Istio installs the gateway (spec.ingressGateway.name)"
-                ),
-            ),
-            status: Some(status_from(&selection.external_ips)),
-            writes: 0,
-            denied: false,
-        });
-    };
-    let previous = split(service.annotations().get(EXTERNAL_IPS_ANNOTATION));
-    // With no ready gateway Pod, keep what is published (a rollout gap must
-    // not blank a working gateway); report it.
-    let ours = if selection.ready_pods == 0 {
-        previous.clone()
-    } else {
-        selection.external_ips.clone()
-    };
-    let current = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.external_ips.clone())
-        .unwrap_or_default();
-    let merged = gateway_addresses::merge_external_ips(&current, &previous, &ours);
-    let annotation = ours.join(",");
+        .get(&ObjectRef::new(&key.service).within(&key.namespace));
+    Ok(Some(Observed {
+        pods,
+        nodes: addresses,
+        service,
+    }))
+}
 
-    // Apply, only when something differs.
-    let mut writes = 0;
-    let annotated = service.annotations().get(EXTERNAL_IPS_ANNOTATION) == Some(&annotation);
-    if merged != current || !annotated {
-        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &key.namespace);
-        let patch = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {
-                "name": key.service,
-                "namespace": key.namespace,
-                "annotations": {EXTERNAL_IPS_ANNOTATION: annotation},
-            },
-            "spec": {"externalIPs": merged},
-        });
-        match ssa::apply(&services, &key.service, &patch).await {
-            Ok(_) => writes += 1,
-            Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-                return Ok(Outcome {
-                    condition: Found::fail(
-                        types::GATEWAY_ADDRESSES_READY,
-                        reason::EXTERNAL_IPS_DENIED,
-                        format!(
-                            "the API server refused externalIPs [{}] on Service {service_ref}: {}",
-                            merged.join(", "),
-                            s.message
-                        ),
-                    ),
-                    status: Some(status_from(&selection.external_ips)),
-                    writes,
-                    denied: true,
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let condition = if verdict.ready {
-        Found::ok(
-            types::GATEWAY_ADDRESSES_READY,
-            verdict.reason,
-            verdict.message,
-        )
-    } else {
-        Found::fail(
-            types::GATEWAY_ADDRESSES_READY,
-            verdict.reason,
-            verdict.message,
-        )
+/// How the apply step ended.
+pub enum Applied {
+    /// Requests sent (0: nothing differed, or no Service to write).
+    Sent(u32),
+    /// The API server refused the externalIPs (admission): HTTP code and
+    /// the API's reason word.
+    Refused { code: u16, reason: String },
+}
+
+/// The apply step: writes the Service when the plan says so.
+pub async fn apply(cluster: &Cluster, namespace: &str, plan: &Plan) -> Result<Applied, Error> {
+    let Some(service) = &plan.service else {
+        return Ok(Applied::Sent(0));
     };
-    Ok(Outcome {
-        condition,
-        status: Some(status_from(&ours)),
-        writes,
-        denied: false,
-    })
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), namespace);
+    match ssa::execute(&services, &service.name, &service.write, None).await {
+        Ok(sent) => Ok(Applied::Sent(u32::from(sent))),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Applied::Refused {
+            code: s.code,
+            // The API's reason word (Forbidden, Invalid ...), never free text.
+            reason: if !s.reason.is_empty()
+                && s.reason.len() <= 32
+                && s.reason.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                s.reason
+            } else {
+                "Refused".into()
+            },
+        }),
+        Err(e) => Err(e.into()),
+    }
 }

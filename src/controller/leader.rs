@@ -71,7 +71,7 @@ pub async fn acquire(
         .with_field_manager(format!("dualmesh-leader-{}", config.identity))
         .build()
         .await
-        .map_err(|e| Error::Message(format!("leader election Lease: {e}")))?;
+        .map_err(Error::Leader)?;
     let (mut receiver, task) = manager.watch().await;
     tracing::info!(lease = %format!("{}/{}", config.namespace, config.lease_name), identity = %config.identity, "waiting for leadership");
     loop {
@@ -82,12 +82,10 @@ pub async fn acquire(
         tokio::select! {
             changed = receiver.changed() => {
                 if changed.is_err() {
-                    let why = match task.await {
-                        Ok(Err(e)) => e.to_string(),
-                        Ok(Ok(_)) => "the Lease watch stopped".to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(Error::Message(format!("leader election: {why}")));
+                    return Err(match task.await {
+                        Ok(Err(e)) => Error::Leader(e),
+                        Ok(Ok(_)) | Err(_) => Error::LeaderWatchStopped,
+                    });
                 }
             }
             () = shutdown.clone() => {

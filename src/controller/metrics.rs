@@ -101,7 +101,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "dualmesh_reconcile_errors",
-            "Failed reconciles by controller and error category (api, conflict, forbidden, invalid, transport, finalizer, other)",
+            "Failures by controller and error category (conflict, forbidden, invalid, not-found, throttled, server, api, transport, fenced, serialization, not-ours, cache, finalizer, leader, other); a reconcile whose jobs failed in several ways counts each",
             errors.clone(),
         );
         let duration =
@@ -164,20 +164,25 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished reconcile of `controller` and its duration.
-    pub fn reconciled(&self, controller: &str, took: Duration, error: Option<&str>) {
-        let result = if error.is_some() { "error" } else { "success" };
+    /// Counts a finished reconcile of `controller` and its duration, and
+    /// each of its failures under its category (none: it succeeded).
+    pub fn reconciled(&self, controller: &str, took: Duration, errors: &[&str]) {
+        let result = if errors.is_empty() {
+            "success"
+        } else {
+            "error"
+        };
         self.reconciles
             .get_or_create(&ResultLabels {
                 controller: controller.into(),
                 result: result.into(),
             })
             .inc();
-        if let Some(category) = error {
+        for category in errors {
             self.errors
                 .get_or_create(&ErrorLabels {
                     controller: controller.into(),
-                    category: category.into(),
+                    category: (*category).into(),
                 })
                 .inc();
         }
@@ -268,9 +273,9 @@ mod tests {
     #[test]
     fn reconciles_errors_and_durations_are_counted() {
         let m = Metrics::new();
-        m.reconciled(MESHCLUSTER, Duration::from_millis(20), None);
-        m.reconciled(MESHCLUSTER, Duration::from_millis(3), Some("forbidden"));
-        m.reconciled(POLICY, Duration::from_secs(1), None);
+        m.reconciled(MESHCLUSTER, Duration::from_millis(20), &[]);
+        m.reconciled(MESHCLUSTER, Duration::from_millis(3), &["forbidden"]);
+        m.reconciled(POLICY, Duration::from_secs(1), &[]);
         let text = m.encode();
         assert_eq!(
             lines_with(&text, "dualmesh_reconciles_total"),

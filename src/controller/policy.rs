@@ -12,24 +12,13 @@ use super::{Context, Error, RESYNC, status};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, DualStackPolicyStatus, MeshCluster};
 use crate::desired::conditions::{self, Found};
+use crate::desired::selection;
 use crate::desired::validate::{self, summarize};
 
 /// The policy controller's context: the shared one plus the MeshCluster cache.
 pub struct PolicyContext {
     pub base: Arc<Context>,
     pub meshclusters: Store<MeshCluster>,
-}
-
-/// `namespace/name` of every MeshCluster naming `policy`, sorted.
-pub fn users(meshclusters: &[Arc<MeshCluster>], policy: &str) -> Vec<String> {
-    let mut users: Vec<String> = meshclusters
-        .iter()
-        .filter(|mc| mc.spec.dual_stack_policy_ref.name == policy)
-        .filter(|mc| mc.metadata.deletion_timestamp.is_none())
-        .map(|mc| format!("{}/{}", mc.namespace().unwrap_or_default(), mc.name_any()))
-        .collect();
-    users.sort();
-    users
 }
 
 /// Entry point for the controller.
@@ -39,11 +28,14 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile_inner(policy, &ctx).await;
-    ctx.base.metrics.reconciled(
-        super::metrics::POLICY,
-        started.elapsed(),
-        result.as_ref().err().map(Error::category),
-    );
+    let categories = result
+        .as_ref()
+        .err()
+        .map(Error::categories)
+        .unwrap_or_default();
+    ctx.base
+        .metrics
+        .reconciled(super::metrics::POLICY, started.elapsed(), &categories);
     result
 }
 
@@ -52,7 +44,7 @@ async fn reconcile_inner(
     ctx: &PolicyContext,
 ) -> Result<Action, Error> {
     // Until the MeshCluster cache is filled, usedBy would read as empty.
-    super::filled(&ctx.meshclusters).await?;
+    super::cache::filled(&ctx.meshclusters, "MeshCluster").await?;
     let name = policy.name_any();
     let valid = match validate::validate_policy(&policy.spec) {
         Ok(_) => Found::ok(types::VALID, reason::VALID, "the policy is valid"),
@@ -61,7 +53,7 @@ async fn reconcile_inner(
     let old = policy.status.clone().unwrap_or_default();
     let now = status::now();
     let generation = policy.metadata.generation;
-    let used_by = users(&ctx.meshclusters.state(), &name);
+    let used_by = selection::policy_users(&ctx.meshclusters.state(), &name);
     let new = DualStackPolicyStatus {
         observed_generation: generation,
         conditions: conditions::merge_with_ready(&old.conditions, &[valid], generation, &now),
@@ -89,5 +81,5 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<PolicyContext>,
 ) -> Action {
-    super::requeue_after_error(&ctx.base, &format!("policy/{}", policy.name_any()), error)
+    super::context::requeue_after_error(&ctx.base, &format!("policy/{}", policy.name_any()), error)
 }

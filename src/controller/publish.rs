@@ -1,81 +1,25 @@
-//! Publishing a rendered IstioOperator into a target cluster: always as a
-//! ConfigMap `<meshcluster>-istiooperator` in the Istio namespace, and as an
-//! `IstioOperator` object when that CRD is installed there.
+//! Publishing a rendered IstioOperator into a target cluster: the fetch and
+//! apply steps around the pure plan of [`crate::desired::publish`] (always a
+//! ConfigMap `<meshcluster>-istiooperator` in the Istio namespace, and an
+//! `IstioOperator` object when that CRD is installed).
 //!
-//! Each object is read first and applied only when what dualmesh owns in it
-//! differs, so a steady state makes no write requests. Objects of the same
-//! name that dualmesh did not create are left alone and reported.
-
-use std::collections::BTreeMap;
+//! Each object is read first and written only when what dualmesh owns in
+//! it differs, so a steady state makes no write requests; every write is
+//! preconditioned on the read (see [`super::ssa`]).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::{Api, Client, ResourceExt};
-use serde_json::json;
+use kube::{Api, Client};
 
-use super::ssa;
-use crate::desired::istio_operator::{MANAGED_BY, MESH_CLUSTER_LABEL, Rendered};
+use super::{Error, ssa};
+pub use crate::api::labels::{HASH_ANNOTATION, OWNER_ANNOTATION};
+use crate::desired::istio_operator::Rendered;
+use crate::desired::publish::{self as plan, Foreign, Observed, Plan};
+pub use crate::desired::publish::{CONFIG_MAP_KEY, Location, Owner};
 
 /// The CRD whose presence decides whether an IstioOperator object is written.
 pub const ISTIO_OPERATOR_CRD: &str = "istiooperators.install.istio.io";
-/// The ConfigMap key holding the rendered YAML.
-pub const CONFIG_MAP_KEY: &str = "istiooperator.yaml";
-/// Annotation naming the MeshCluster (`namespace/name`) an object belongs to.
-pub const OWNER_ANNOTATION: &str = "dualmesh.io/owner";
-/// Annotation holding the SHA-256 of the rendered YAML.
-pub const HASH_ANNOTATION: &str = "dualmesh.io/config-hash";
-
-/// Who an object is published for.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    /// `namespace/name` of the MeshCluster.
-    pub key: String,
-    /// Its name (the label value, when it fits in one).
-    pub name: String,
-}
-
-impl Owner {
-    fn labels(&self) -> BTreeMap<String, String> {
-        let mut labels = BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())]);
-        if self.name.len() <= 63 {
-            labels.insert(MESH_CLUSTER_LABEL.to_string(), self.name.clone());
-        }
-        labels
-    }
-
-    /// The object carries our managed-by label and names this owner.
-    fn owns(&self, meta: &kube::api::ObjectMeta) -> bool {
-        let managed = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MANAGED_BY.0))
-            .is_some_and(|v| v == MANAGED_BY.1);
-        let mine = meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(OWNER_ANNOTATION))
-            .is_some_and(|v| *v == self.key);
-        managed && mine
-    }
-}
-
-/// Where a rendered config goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub namespace: String,
-    pub config_map: String,
-    pub operator: String,
-}
-
-impl Location {
-    pub fn config_map_ref(&self) -> String {
-        format!("{}/{}", self.namespace, self.config_map)
-    }
-    pub fn operator_ref(&self) -> String {
-        format!("{}/{}", self.namespace, self.operator)
-    }
-}
 
 /// What publishing did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,21 +30,16 @@ pub struct Outcome {
     pub writes: u32,
 }
 
-/// Why publishing failed, in words for a condition.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error(
-        "{kind} {object} exists and is not managed by dualmesh for {owner}; delete it, or label it {label}=dualmesh and annotate it {annotation}={owner} to hand it over"
-    )]
-    NotOurs {
-        kind: &'static str,
-        object: String,
-        owner: String,
-        label: &'static str,
-        annotation: &'static str,
-    },
-    #[error("{0}")]
-    Api(#[from] kube::Error),
+impl From<Foreign> for Error {
+    fn from(f: Foreign) -> Self {
+        Error::NotOurs {
+            kind: f.kind,
+            object: f.object,
+            owner: f.owner,
+            label: crate::api::labels::MANAGED_BY.0,
+            annotation: OWNER_ANNOTATION,
+        }
+    }
 }
 
 fn istio_operator_resource() -> ApiResource {
@@ -110,152 +49,105 @@ fn istio_operator_resource() -> ApiResource {
     )
 }
 
-/// Whether the IstioOperator CRD is installed in the cluster.
+fn operators(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &istio_operator_resource())
+}
+
+/// Whether the IstioOperator CRD is installed in the cluster (metadata only:
+/// the CRD itself is large).
 pub async fn istio_operator_crd_installed(client: &Client) -> Result<bool, kube::Error> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    Ok(crds.get_opt(ISTIO_OPERATOR_CRD).await?.is_some())
+    Ok(crds.get_metadata_opt(ISTIO_OPERATOR_CRD).await?.is_some())
 }
 
-async fn ensure_namespace(
+/// The fetch step: what `location` holds in the target cluster.
+pub async fn fetch(client: &Client, location: &Location) -> Result<Observed, kube::Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
+    let config_map = config_maps.get_opt(&location.config_map).await?;
+    let namespace_exists = if config_map.is_none() {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        Some(
+            namespaces
+                .get_metadata_opt(&location.namespace)
+                .await?
+                .is_some(),
+        )
+    } else {
+        None
+    };
+    let operator_crd = istio_operator_crd_installed(client).await?;
+    let operator = if operator_crd {
+        operators(client, &location.namespace)
+            .get_opt(&location.operator)
+            .await?
+    } else {
+        None
+    };
+    Ok(Observed {
+        config_map,
+        namespace_exists,
+        operator_crd,
+        operator,
+    })
+}
+
+/// The apply step: sends what `plan` decided over `observed`.
+pub async fn apply(
     client: &Client,
-    name: &str,
-    writes: &mut u32,
-) -> Result<(), kube::Error> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(name).await?.is_some() {
-        return Ok(());
+    location: &Location,
+    plan: &Plan,
+    observed: &Observed,
+) -> Result<Outcome, Error> {
+    let mut writes = 0;
+    if let Some(ns) = &plan.namespace {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        match ssa::create(&namespaces, ns).await {
+            Ok(_) => writes += 1,
+            // Created since it was read: what the plan wanted.
+            Err(e) if ssa::is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let ns = json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
-    });
-    ssa::apply(&namespaces, name, &ns).await?;
-    *writes += 1;
-    Ok(())
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
+    let current = observed.config_map.as_ref().map(|cm| &cm.metadata);
+    if ssa::execute(
+        &config_maps,
+        &location.config_map,
+        &plan.config_map,
+        current,
+    )
+    .await?
+    {
+        writes += 1;
+    }
+    if let Some(write) = &plan.operator {
+        let current = observed.operator.as_ref().map(|io| &io.metadata);
+        let api = operators(client, &location.namespace);
+        if ssa::execute(&api, &location.operator, write, current).await? {
+            writes += 1;
+        }
+    }
+    Ok(Outcome {
+        operator_published: plan.operator.is_some(),
+        writes,
+    })
 }
 
-fn contains_all(have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>) -> bool {
-    want.iter()
-        .all(|(k, v)| have.and_then(|h| h.get(k)).is_some_and(|x| x == v))
-}
-
-/// Publishes `rendered` at `location` for `owner`.
+/// Fetches, plans and applies `rendered` at `location` for `owner`.
 pub async fn publish(
     client: &Client,
     owner: &Owner,
     location: &Location,
     rendered: &Rendered,
-) -> Result<Outcome, PublishError> {
-    let mut writes = 0;
-
-    let labels = owner.labels();
-    let annotations = BTreeMap::from([
-        (OWNER_ANNOTATION.to_string(), owner.key.clone()),
-        (HASH_ANNOTATION.to_string(), rendered.hash.clone()),
-    ]);
-
-    // The ConfigMap.
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
-    let current = config_maps.get_opt(&location.config_map).await?;
-    let up_to_date = match &current {
-        Some(cm) if !owner.owns(&cm.metadata) => {
-            return Err(PublishError::NotOurs {
-                kind: "ConfigMap",
-                object: location.config_map_ref(),
-                owner: owner.key.clone(),
-                label: MANAGED_BY.0,
-                annotation: OWNER_ANNOTATION,
-            });
-        }
-        Some(cm) => {
-            contains_all(cm.metadata.labels.as_ref(), &labels)
-                && contains_all(cm.metadata.annotations.as_ref(), &annotations)
-                && cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(CONFIG_MAP_KEY))
-                    .is_some_and(|y| *y == rendered.yaml)
-        }
-        None => false,
-    };
-    if current.is_none() {
-        // The ConfigMap's namespace is only in doubt when the ConfigMap is
-        // absent: a steady state reads one object, not two.
-        ensure_namespace(client, &location.namespace, &mut writes).await?;
-    }
-    if !up_to_date {
-        let cm = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": location.config_map,
-                "namespace": location.namespace,
-                "labels": labels,
-                "annotations": annotations,
-            },
-            "data": {CONFIG_MAP_KEY: rendered.yaml},
-        });
-        ssa::apply(&config_maps, &location.config_map, &cm).await?;
-        writes += 1;
-    }
-
-    // The IstioOperator, where its CRD is installed.
-    if !istio_operator_crd_installed(client).await? {
-        return Ok(Outcome {
-            operator_published: false,
-            writes,
-        });
-    }
-    let resource = istio_operator_resource();
-    let operators: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &location.namespace, &resource);
-    let spec = serde_json::to_value(&rendered.operator.spec)
-        .map_err(|e| PublishError::Api(kube::Error::SerdeError(e)))?;
-    let mut operator_labels = labels.clone();
-    operator_labels.extend(rendered.operator.metadata.labels.clone());
-    let current = operators.get_opt(&location.operator).await?;
-    let up_to_date = match &current {
-        Some(io) if !owner.owns(&io.metadata) => {
-            return Err(PublishError::NotOurs {
-                kind: "IstioOperator",
-                object: location.operator_ref(),
-                owner: owner.key.clone(),
-                label: MANAGED_BY.0,
-                annotation: OWNER_ANNOTATION,
-            });
-        }
-        Some(io) => {
-            contains_all(io.metadata.labels.as_ref(), &operator_labels)
-                && contains_all(io.metadata.annotations.as_ref(), &annotations)
-                && io.data.get("spec") == Some(&spec)
-        }
-        None => false,
-    };
-    if !up_to_date {
-        let io = json!({
-            "apiVersion": crate::istio::API_VERSION,
-            "kind": crate::istio::KIND,
-            "metadata": {
-                "name": location.operator,
-                "namespace": location.namespace,
-                "labels": operator_labels,
-                "annotations": annotations,
-            },
-            "spec": spec,
-        });
-        ssa::apply(&operators, &location.operator, &io).await?;
-        writes += 1;
-    }
-    Ok(Outcome {
-        operator_published: true,
-        writes,
-    })
+) -> Result<Outcome, Error> {
+    let observed = fetch(client, location).await?;
+    let plan = plan::plan(owner, location, rendered, &observed)?;
+    apply(client, location, &plan, &observed).await
 }
 
 /// Removes what was published at `location` for `owner`: only objects that
-/// still carry dualmesh's label and name this owner; objects already gone are
-/// fine. Returns how many objects were deleted.
+/// still carry dualmesh's label and name this owner, each deleted as read;
+/// objects already gone are fine. Returns how many objects were deleted.
 pub async fn unpublish(
     client: &Client,
     owner: &Owner,
@@ -265,17 +157,15 @@ pub async fn unpublish(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
     if let Some(cm) = config_maps.get_opt(&location.config_map).await?
         && owner.owns(&cm.metadata)
-        && ssa::delete_tolerant(&config_maps, &cm.name_any()).await?
+        && ssa::delete_read(&config_maps, &cm).await?
     {
         deleted += 1;
     }
     if istio_operator_crd_installed(client).await? {
-        let resource = istio_operator_resource();
-        let operators: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &location.namespace, &resource);
-        if let Some(io) = operators.get_opt(&location.operator).await?
+        let api = operators(client, &location.namespace);
+        if let Some(io) = api.get_opt(&location.operator).await?
             && owner.owns(&io.metadata)
-            && ssa::delete_tolerant(&operators, &io.name_any()).await?
+            && ssa::delete_read(&api, &io).await?
         {
             deleted += 1;
         }

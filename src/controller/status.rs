@@ -1,13 +1,14 @@
 //! Writing status: only when it differs from what the object already says,
-//! by server-side apply of the status subresource, with an Event for every
-//! condition that changed (queued: see [`super::EventQueue`]).
+//! by server-side apply of the status subresource preconditioned on the
+//! resourceVersion the reconcile read (a status computed from an older view
+//! is refused with 409), with an Event for every condition that changed
+//! (queued: see [`super::EventQueue`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use super::{Context, ssa};
 use crate::desired::conditions;
@@ -35,12 +36,7 @@ where
     if old == Some(new) {
         return Ok(false);
     }
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": new,
-    });
-    ssa::apply_status(api, &obj.name_any(), &patch).await?;
+    ssa::apply_status(api, obj, new).await?;
     let reference = obj.object_ref(&());
     for c in conditions::changed(old_conditions, new_conditions) {
         let event = Event {

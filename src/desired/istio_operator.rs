@@ -14,10 +14,7 @@ use sha2::{Digest, Sha256};
 use super::validate::{ValidMeshCluster, ValidPolicy};
 use crate::istio::*;
 
-/// The label every object dualmesh publishes carries.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dualmesh");
-/// The label naming the MeshCluster an object was published for.
-pub const MESH_CLUSTER_LABEL: &str = "dualmesh.io/meshcluster";
+pub use crate::api::labels::{MANAGED_BY, MESH_CLUSTER_LABEL};
 
 /// Proxy metadata and env keys dualmesh sets itself.
 pub const OWNED_KEYS: [&str; 4] = [

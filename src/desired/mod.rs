@@ -1,10 +1,17 @@
-//! The pure core: validation, rendering, address selection, sync planning
-//! and conditions. Nothing here talks to a cluster, spawns a task or reads
-//! the clock; callers pass in what they observed and get back what should be.
+//! The pure core: validation, rendering, address selection, sync planning,
+//! publish planning, status assembly and conditions. Nothing here talks to
+//! a cluster, spawns a task or reads the clock; callers pass in what they
+//! observed and get back what should be.
 
 pub mod conditions;
 pub mod gateway_addresses;
+pub mod gateway_service;
 pub mod istio_operator;
+pub mod keys;
 pub mod kubeconfig;
+pub mod ownership;
+pub mod publish;
 pub mod secret_sync;
+pub mod selection;
+pub mod status;
 pub mod validate;

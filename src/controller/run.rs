@@ -1,0 +1,167 @@
+//! Building and running the two controllers: which watches wake which
+//! objects (the mappers' selection logic is pure, in
+//! [`crate::desired::selection`]), and readiness once the caches filled.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use super::cache::filled;
+use super::{Context, Error, backoff, meshcluster, metrics, policy, publish};
+use crate::api::labels::managed_by_selector;
+use crate::api::{DualStackPolicy, MeshCluster};
+use crate::desired::selection;
+
+/// What `dualmesh run` is told.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Watch MeshClusters only in this namespace (the operator's); all when None.
+    pub namespace: Option<String>,
+}
+
+/// Resolves once: when the controllers are to stop (SIGTERM, SIGINT or a
+/// lost leader Lease). Cloned into every controller.
+pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// What `run` shares with the process around it.
+pub struct Runtime {
+    pub metrics: Arc<metrics::Metrics>,
+    /// Called once the MeshCluster and DualStackPolicy caches are filled.
+    pub on_ready: Box<dyn FnOnce() + Send>,
+    /// Stops the controllers gracefully: running reconciles finish first.
+    pub shutdown: Shutdown,
+}
+
+/// Runs the MeshCluster and DualStackPolicy controllers until `shutdown`.
+pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Result<(), Error> {
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    let ctx = Arc::new(Context::new(client.clone(), trigger, runtime.metrics));
+    let shutdown = runtime.shutdown;
+    let meshclusters: Api<MeshCluster> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let policies: Api<DualStackPolicy> = Api::all(client.clone());
+
+    // A MeshCluster is reconciled when what it asks for changes (its
+    // generation), when its lifecycle does (finalizers, deletion), on the
+    // watches below and on resync: not when only its status changed, which
+    // is dualmesh's own write and would cost a reconcile for nothing.
+    let (mc_store, mc_writer) = reflector::store();
+    let mc_changes = watcher::watcher(meshclusters.clone(), watcher::Config::default())
+        .backoff(backoff::WatchBackoff::new())
+        .reflect(mc_writer)
+        .applied_objects()
+        .predicate_filter(spec_or_lifecycle, Default::default());
+    // Every watch the controller merges (policies, published ConfigMaps, the
+    // IstioOperator CRD) shares this backoff: bounded, so an API server
+    // that returns is seen within seconds (see `backoff`).
+    let mc_controller = Controller::for_stream(mc_changes, mc_store.clone())
+        .with_config(controller::Config::default().concurrency(16))
+        .trigger_backoff(backoff::WatchBackoff::new());
+    let _ = ctx.meshclusters.set(mc_store.clone());
+    let users = mc_store.clone();
+    // Installing or removing Istio's IstioOperator CRD changes what is
+    // published: look at every MeshCluster again when it does.
+    let crds: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
+    let crd_changes = watcher::watcher(
+        crds,
+        watcher::Config::default()
+            .fields(&format!("metadata.name={}", publish::ISTIO_OPERATOR_CRD)),
+    )
+    .touched_objects()
+    .filter_map(|r| futures::future::ready(r.ok().map(|_| ())));
+    // The ConfigMaps dualmesh published (label-selected): an edit or a delete
+    // by someone else is repaired at once.
+    let published: Api<ConfigMap> = Api::all(client.clone());
+    let published_config = watcher::Config::default().labels(&managed_by_selector());
+    let mc_controller = mc_controller
+        .reconcile_all_on(crd_changes)
+        .reconcile_on(triggered)
+        .watches(published, published_config, |cm| {
+            selection::owner_of(&cm).map(|(ns, name)| ObjectRef::new(name).within(ns))
+        })
+        .watches(
+            policies.clone(),
+            watcher::Config::default(),
+            move |policy| {
+                let name = kube::ResourceExt::name_any(&policy);
+                selection::naming_policy(&users.state(), &name)
+                    .map(|mc| ObjectRef::from_obj(mc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            meshcluster::reconcile,
+            meshcluster::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "meshcluster controller event");
+            }
+        });
+
+    let policy_controller = Controller::new(policies, watcher::Config::default())
+        .trigger_backoff(backoff::WatchBackoff::new());
+    let policy_store = policy_controller.store();
+    let policy_ready = policy_store.clone();
+    let pctx = Arc::new(policy::PolicyContext {
+        base: ctx.clone(),
+        meshclusters: mc_store.clone(),
+    });
+    let policy_controller = policy_controller
+        .watches(meshclusters, watcher::Config::default(), move |mc| {
+            selection::policies_touching(&mc, &policy_store.state())
+                .into_iter()
+                .map(|name| ObjectRef::new(&name))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(policy::reconcile, policy::error_policy, pctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "policy controller event");
+            }
+        });
+
+    let on_ready = runtime.on_ready;
+    let ready = async move {
+        let caches = futures::future::try_join(
+            filled(&mc_store, "MeshCluster"),
+            filled(&policy_ready, "DualStackPolicy"),
+        );
+        tokio::select! {
+            filled = caches => if filled.is_ok() {
+                tracing::info!("caches filled: ready");
+                on_ready();
+            },
+            () = shutdown => {}
+        }
+    };
+
+    tracing::info!(namespace = ?options.namespace, "dualmesh controllers started");
+    futures::join!(mc_controller, policy_controller, ready);
+    tracing::info!("dualmesh controllers stopped");
+    Ok(())
+}
+
+/// What a MeshCluster reconcile depends on in the object itself: the spec
+/// (through the generation, which status writes do not change), the
+/// finalizers and the deletion mark.
+fn spec_or_lifecycle(mc: &MeshCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    mc.metadata.generation.hash(&mut hasher);
+    kube::ResourceExt::finalizers(mc).hash(&mut hasher);
+    mc.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
+}
