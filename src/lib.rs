@@ -12,3 +12,4 @@ pub mod desired;
 pub mod istio;
 pub mod render;
 pub mod server;
+pub mod yaml;

@@ -858,7 +858,7 @@ mod tests {
     #[test]
     fn a_local_sync_onto_its_own_source_is_refused() {
         let yaml = include_str!("../../examples/meshcluster-beta.yaml");
-        let mut spec = serde_yaml::from_str::<crate::api::MeshCluster>(yaml)
+        let mut spec = serde_saphyr::from_str::<crate::api::MeshCluster>(yaml)
             .unwrap()
             .spec;
         // On a member the relay pair keeps its names: that is the point.
