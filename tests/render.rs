@@ -264,3 +264,39 @@ fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
         ],
     );
 }
+
+#[test]
+fn render_refuses_a_pod_selector_that_is_not_labels_as_the_api_server_does() {
+    // The same bad inputs tests/api.rs shows the API server refusing.
+    for (fixture, what) in [
+        (
+            "48-mc-pod-selector-key-with-space.yaml",
+            "\"tier x\" is not a label key",
+        ),
+        (
+            "49-mc-pod-selector-value-with-comma.yaml",
+            "the value \"x,tier!=y\" of \"app\" is not a label value",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            repo().join("examples/policy-ipv6-only.yaml"),
+            dir.path().join("policy.yaml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            repo().join("tests/fixtures/invalid").join(fixture),
+            dir.path().join(fixture),
+        )
+        .unwrap();
+        refused_with(
+            dir.path(),
+            &[
+                fixture,
+                "MeshCluster bad",
+                "spec.ingressGateway.podSelector",
+                what,
+            ],
+        );
+    }
+}
