@@ -13,3 +13,4 @@ pub mod istio;
 pub mod operator;
 pub mod render;
 pub mod server;
+pub mod yaml;

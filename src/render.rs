@@ -81,29 +81,28 @@ pub fn render(inputs: &[PathBuf]) -> Result<String, RenderError> {
             path: path.clone(),
             source,
         })?;
-        for (index, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| RenderError::Parse {
+        // Null documents (an empty one between two `---`) are skipped and
+        // not counted: `index` numbers the objects of the file.
+        let mut reader = std::io::Cursor::new(text.as_bytes());
+        for (index, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut reader).enumerate() {
+            let parse_err = |message: String| RenderError::Parse {
                 path: path.clone(),
                 index: index + 1,
-                message: e.to_string(),
-            })?;
-            if value.is_null() {
-                continue;
-            }
-            let parse_err = |e: serde_yaml::Error| RenderError::Parse {
-                path: path.clone(),
-                index: index + 1,
-                message: e.to_string(),
+                message,
             };
-            let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(parse_err)?;
+            let value = doc.map_err(|e| parse_err(e.to_string()))?;
+            let meta: TypeMeta =
+                serde_json::from_value(value.clone()).map_err(|e| parse_err(e.to_string()))?;
             match meta.kind.as_str() {
                 "DualStackPolicy" => {
-                    let p: DualStackPolicy = serde_yaml::from_value(value).map_err(parse_err)?;
+                    let p: DualStackPolicy =
+                        serde_json::from_value(value).map_err(|e| parse_err(e.to_string()))?;
                     let name = p.metadata.name.clone().unwrap_or_default();
                     policies.insert(name, (path.clone(), p));
                 }
                 "MeshCluster" => {
-                    let c: MeshCluster = serde_yaml::from_value(value).map_err(parse_err)?;
+                    let c: MeshCluster =
+                        serde_json::from_value(value).map_err(|e| parse_err(e.to_string()))?;
                     clusters.push((path.clone(), c));
                 }
                 _ => {} // Other objects (Secrets, Namespaces) may share the files.

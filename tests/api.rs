@@ -246,3 +246,47 @@ async fn kubectl_explain_shows_the_field_docs() {
     let policy = explain("dualstackpolicy.spec.ipFamilies");
     assert!(policy.contains("primary first"), "{policy}");
 }
+
+#[tokio::test]
+async fn the_old_spelling_of_manage_external_ips_keeps_its_value_for_one_release() {
+    // An object written as the docs of 0.1 let users write it (the CRD then
+    // served `manageExternalIps`) must not turn into `true` after the upgrade.
+    let plane = ControlPlane::start_named("old-spelling").await.unwrap();
+    install_crds_and_examples(&plane).await;
+    let alpha = std::fs::read_to_string(repo().join("examples/meshcluster-alpha.yaml")).unwrap();
+    let mut old: serde_json::Value = serde_saphyr::from_str(&alpha).unwrap();
+    old["spec"]["ingressGateway"] = serde_json::json!({"manageExternalIps": false});
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), serde_json::to_string(&old).unwrap()).unwrap();
+    let out = plane
+        .kubectl()
+        .args(["apply", "--server-side", "--field-manager=example", "-f"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let client = plane.client().await.unwrap();
+    let clusters: Api<MeshCluster> = Api::namespaced(client, "dualmesh-system");
+    let stored = clusters.get("alpha").await.unwrap();
+    assert!(!stored.spec.ingress_gateway.manage_external_ips);
+    // Neither spelling: the default, true, from dualmesh (not the schema).
+    old["spec"]["ingressGateway"] = serde_json::json!({});
+    std::fs::write(tmp.path(), serde_json::to_string(&old).unwrap()).unwrap();
+    let out = plane
+        .kubectl()
+        .args(["apply", "--server-side", "--field-manager=example", "-f"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        clusters
+            .get("alpha")
+            .await
+            .unwrap()
+            .spec
+            .ingress_gateway
+            .manage_external_ips
+    );
+}

@@ -22,7 +22,6 @@ use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use testplane::operator::Operator;
 use testplane::{ControlPlane, PlaneOptions};
@@ -124,14 +123,7 @@ fn template(
 
 /// The YAML documents of a multi-document stream, empty ones skipped.
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(Value::deserialize)
-        .filter_map(|d| match d {
-            Ok(Value::Null) => None,
-            Ok(v) => Some(v),
-            Err(e) => panic!("a document does not parse: {e}"),
-        })
-        .collect()
+    serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("a document does not parse: {e}"))
 }
 
 fn kinds(docs: &[Value]) -> Vec<String> {
@@ -1574,11 +1566,11 @@ fn fenced<'a>(markdown: &'a str, lang: &str) -> Vec<&'a str> {
 }
 
 /// Every string value under `key`, anywhere in `v`.
-fn values_of(v: &serde_yaml::Value, key: &str, out: &mut Vec<String>) {
+fn values_of(v: &Value, key: &str, out: &mut Vec<String>) {
     match v {
-        serde_yaml::Value::Mapping(m) => {
+        Value::Object(m) => {
             for (k, item) in m {
-                if k.as_str() == Some(key)
+                if k == key
                     && let Some(s) = item.as_str()
                 {
                     out.push(s.to_string());
@@ -1586,7 +1578,7 @@ fn values_of(v: &serde_yaml::Value, key: &str, out: &mut Vec<String>) {
                 values_of(item, key, out);
             }
         }
-        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| values_of(i, key, out)),
+        Value::Array(items) => items.iter().for_each(|i| values_of(i, key, out)),
         _ => {}
     }
 }
@@ -1595,10 +1587,10 @@ fn values_of(v: &serde_yaml::Value, key: &str, out: &mut Vec<String>) {
 fn docs_argocd_md_holds_each_health_check_verbatim() {
     let doc = read("docs/argocd.md");
     let lua_blocks = fenced(&doc, "lua");
-    let yaml_blocks: Vec<serde_yaml::Value> = fenced(&doc, "yaml")
+    let yaml_blocks: Vec<Value> = fenced(&doc, "yaml")
         .iter()
         .map(|b| {
-            serde_yaml::from_str(b).unwrap_or_else(|e| {
+            serde_saphyr::from_str(b).unwrap_or_else(|e| {
                 panic!("a YAML block in docs/argocd.md does not parse: {e}\n{b}")
             })
         })
@@ -1633,7 +1625,7 @@ fn docs_argocd_md_holds_each_health_check_verbatim() {
     let mut managers = Vec::new();
     let mut pointers = Vec::new();
     for block in &yaml_blocks {
-        if let Some(entries) = block["spec"]["ignoreDifferences"].as_sequence() {
+        if let Some(entries) = block["spec"]["ignoreDifferences"].as_array() {
             for e in entries {
                 managers.push(serde_json::to_value(&e["managedFieldsManagers"]).unwrap());
                 pointers.push(serde_json::to_value(&e["jsonPointers"]).unwrap());

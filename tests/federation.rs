@@ -263,7 +263,7 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         log.contains("synced Secret"),
         "the log is the operator's debug log"
     );
-    let kc: serde_yaml::Value = serde_yaml::from_str(&beta_kubeconfig).unwrap();
+    let kc: serde_json::Value = serde_saphyr::from_str(&beta_kubeconfig).unwrap();
     let user = &kc["users"][0]["user"];
     let mut needles = vec![
         TOKEN_1.to_string(),

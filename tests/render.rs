@@ -17,7 +17,7 @@ fn repo() -> PathBuf {
 
 fn load<T: serde::de::DeserializeOwned>(file: &str) -> T {
     let path = repo().join("examples").join(file);
-    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 fn examples(prefix: &str) -> Vec<String> {
@@ -95,7 +95,7 @@ fn dual_stack_switches_follow_the_policy() {
     let v6 =
         std::fs::read_to_string(repo().join("tests/golden/istiooperator/alpha--ipv6-only.yaml"))
             .unwrap();
-    let io: serde_yaml::Value = serde_yaml::from_str(&ds).unwrap();
+    let io: serde_json::Value = serde_saphyr::from_str(&ds).unwrap();
     let spec = &io["spec"];
     assert_eq!(
         spec["meshConfig"]["defaultConfig"]["proxyMetadata"]["ISTIO_DUAL_STACK"],
@@ -104,22 +104,16 @@ fn dual_stack_switches_follow_the_policy() {
     assert_eq!(spec["values"]["pilot"]["env"]["ISTIO_DUAL_STACK"], "true");
     let svc = &spec["components"]["ingressGateways"][0]["k8s"]["service"];
     assert_eq!(svc["ipFamilyPolicy"], "PreferDualStack");
-    assert_eq!(
-        svc["ipFamilies"],
-        serde_yaml::from_str::<serde_yaml::Value>("[IPv4, IPv6]").unwrap()
-    );
+    assert_eq!(svc["ipFamilies"], serde_json::json!(["IPv4", "IPv6"]));
 
     assert!(
         !v6.contains("ISTIO_DUAL_STACK"),
         "IPv6-only must not turn on dual-stack:\n{v6}"
     );
-    let io: serde_yaml::Value = serde_yaml::from_str(&v6).unwrap();
+    let io: serde_json::Value = serde_saphyr::from_str(&v6).unwrap();
     let svc = &io["spec"]["components"]["ingressGateways"][0]["k8s"]["service"];
     assert_eq!(svc["ipFamilyPolicy"], "SingleStack");
-    assert_eq!(
-        svc["ipFamilies"],
-        serde_yaml::from_str::<serde_yaml::Value>("[IPv6]").unwrap()
-    );
+    assert_eq!(svc["ipFamilies"], serde_json::json!(["IPv6"]));
 }
 
 fn tools_bin() -> PathBuf {
@@ -168,8 +162,8 @@ fn real_istioctl_accepts_every_golden() {
         }
         // The generated gateway Service carries the policy's families.
         let (_, manifest) = istioctl(&["manifest", "generate", "-f"], f);
-        let golden: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let golden: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         let families = &golden["spec"]["values"]["gateways"]["istio-ingressgateway"]["ipFamilies"];
         let first = families[0].as_str().unwrap();
         assert!(
@@ -210,9 +204,7 @@ fn render_prints_one_istio_operator_per_mesh_cluster() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     check_golden("render-examples.txt", &text);
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     assert_eq!(docs.len(), 2);
     assert_eq!(
         docs[1]["spec"]["values"]["global"]["multiCluster"]["clusterName"],
@@ -271,4 +263,40 @@ fn render_names_file_object_and_field_on_bad_input_and_exits_2() {
             "at most 16",
         ],
     );
+}
+
+#[test]
+fn render_refuses_a_pod_selector_that_is_not_labels_as_the_api_server_does() {
+    // The same bad inputs tests/api.rs shows the API server refusing.
+    for (fixture, what) in [
+        (
+            "48-mc-pod-selector-key-with-space.yaml",
+            "\"tier x\" is not a label key",
+        ),
+        (
+            "49-mc-pod-selector-value-with-comma.yaml",
+            "the value \"x,tier!=y\" of \"app\" is not a label value",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            repo().join("examples/policy-ipv6-only.yaml"),
+            dir.path().join("policy.yaml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            repo().join("tests/fixtures/invalid").join(fixture),
+            dir.path().join(fixture),
+        )
+        .unwrap();
+        refused_with(
+            dir.path(),
+            &[
+                fixture,
+                "MeshCluster bad",
+                "spec.ingressGateway.podSelector",
+                what,
+            ],
+        );
+    }
 }

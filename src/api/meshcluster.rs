@@ -335,9 +335,15 @@ impl ServiceType {
 /// The multi-network ingress gateway (sni-dnat on port 15443).
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.serviceType != 'ClusterIP' || !has(self.tlsNodePort)")
-    .message("tlsNodePort needs serviceType NodePort or LoadBalancer")
-    .field_path(".tlsNodePort"))]
+#[schemars(transform = old_manage_external_ips_spelling)]
+#[x_kube(
+    validation = Rule::new("self.serviceType != 'ClusterIP' || !has(self.tlsNodePort)")
+        .message("tlsNodePort needs serviceType NodePort or LoadBalancer")
+        .field_path(".tlsNodePort"),
+    validation = Rule::new("!has(self.manageExternalIPs) || !has(self.manageExternalIps)")
+        .message("manageExternalIps is the old spelling of manageExternalIPs: set only manageExternalIPs")
+        .field_path(".manageExternalIps"),
+)]
 pub struct IngressGatewaySpec {
     /// The gateway's component and Service name. Default `istio-ingressgateway`.
     #[serde(default = "default_gateway_name")]
@@ -363,15 +369,66 @@ pub struct IngressGatewaySpec {
     #[schemars(range(min = 1, max = 65535))]
     pub network_gateway_port: i32,
 
-    /// Labels selecting the gateway's Pods. Default `app: <name>`.
+    /// Labels selecting the gateway's Pods. Default `app: <name>`. Keys are
+    /// label keys (`[prefix/]name`, e.g. `app.kubernetes.io/name`), values
+    /// label values (at most 63 letters, digits, '-', '_' or '.', starting and
+    /// ending with a letter or digit, or empty).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16))]
+    #[schemars(extend(
+        "maxProperties" = 16,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_OR_EMPTY}
+    ))]
+    #[x_kube(validation = Rule::new(LABEL_KEYS_RULE)
+        .message("keys must be label keys: an optional DNS-1123 prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, e.g. app.kubernetes.io/name"))]
     pub pod_selector: BTreeMap<String, String>,
 
     /// Keep the gateway Service's `externalIPs` equal to the addresses of the
-    /// nodes its Pods run on. Default true.
-    #[serde(default = "yes")]
+    /// nodes its Pods run on. Default true. The spelling before dualmesh 0.2,
+    /// `manageExternalIps`, is still read (for one release): set only one.
+    #[serde(
+        rename = "manageExternalIPs",
+        alias = "manageExternalIps",
+        default = "yes"
+    )]
     pub manage_external_ips: bool,
+}
+
+/// A label value, or empty (a selector may ask for an empty value).
+pub const LABEL_VALUE_OR_EMPTY: &str = "^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
+
+/// Every key of the map is a label key: an optional prefix (a DNS-1123
+/// subdomain of at most 253 characters) and '/', then a name of at most 63
+/// characters (Kubernetes' `IsQualifiedName`).
+const LABEL_KEYS_RULE: &str = "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || k.indexOf('/') <= 253))";
+
+/// The old spelling of `manageExternalIPs` stays in the schema for one
+/// release, so an object stored with it keeps its value (the API server
+/// prunes fields the schema lacks, and would then default the new spelling
+/// to true: on a `DenyServiceExternalIPs` cluster, the opposite of what the
+/// user set). The new spelling gets no schema default for the same reason;
+/// serde's default gives true when neither is set, and a CEL rule refuses
+/// both at once (serde could not tell which one was meant).
+///
+/// KubeSchema also runs this on one-field copies of the struct (to attach a
+/// field's CEL rules), so it acts only where `manageExternalIPs` is.
+fn old_manage_external_ips_spelling(schema: &mut schemars::Schema) {
+    let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let Some(new) = props
+        .get_mut("manageExternalIPs")
+        .and_then(|p| p.as_object_mut())
+    else {
+        return;
+    };
+    new.remove("default");
+    props.insert(
+        "manageExternalIps".into(),
+        serde_json::json!({
+            "type": "boolean",
+            "description": "Deprecated: the spelling of manageExternalIPs before dualmesh 0.2, read for one release. Use manageExternalIPs."
+        }),
+    );
 }
 
 fn default_gateway_name() -> String {
@@ -516,4 +573,59 @@ pub struct SyncedSecret {
     pub source: String,
     /// SHA-256 over the copied keys and values (never the data itself).
     pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(yaml: &str) -> Result<IngressGatewaySpec, serde_saphyr::Error> {
+        serde_saphyr::from_str(yaml)
+    }
+
+    #[test]
+    fn manage_external_ips_reads_both_spellings_and_defaults_to_true() {
+        assert!(
+            !gateway("manageExternalIPs: false")
+                .unwrap()
+                .manage_external_ips
+        );
+        assert!(
+            !gateway("manageExternalIps: false")
+                .unwrap()
+                .manage_external_ips
+        );
+        assert!(gateway("name: gw").unwrap().manage_external_ips);
+        // Written back, only the new spelling.
+        let out = serde_json::to_value(gateway("manageExternalIps: false").unwrap()).unwrap();
+        assert_eq!(out["manageExternalIPs"], false);
+        assert!(out.get("manageExternalIps").is_none());
+    }
+
+    #[test]
+    fn both_spellings_at_once_are_refused_by_serde_and_by_the_schema() {
+        let err = gateway("manageExternalIPs: true\nmanageExternalIps: false").unwrap_err();
+        assert!(err.to_string().contains("duplicate field"), "{err}");
+        // So the CRD refuses them at admission, and keeps the old one (an
+        // object stored with it is not pruned and defaulted to true).
+        let crd = serde_json::to_value(<MeshCluster as kube::CustomResourceExt>::crd()).unwrap();
+        let gw = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["ingressGateway"];
+        assert!(gw["properties"]["manageExternalIps"].is_object());
+        assert!(
+            gw["properties"]["manageExternalIPs"]
+                .get("default")
+                .is_none()
+        );
+        let rules: Vec<&str> = gw["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert!(
+            rules.contains(&"!has(self.manageExternalIPs) || !has(self.manageExternalIps)"),
+            "{rules:?}"
+        );
+    }
 }

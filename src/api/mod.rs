@@ -29,10 +29,7 @@ pub fn crd_files() -> Vec<(String, String)> {
         .iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().expect("a CRD has a name");
-            (
-                format!("{name}.yaml"),
-                serde_yaml::to_string(crd).expect("a CRD serializes"),
-            )
+            (format!("{name}.yaml"), crate::yaml::to_string(crd))
         })
         .collect()
 }

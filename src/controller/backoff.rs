@@ -7,18 +7,25 @@
 //! seconds after its API server (or a member's) came back. This one starts
 //! at 200 ms and stops doubling at 5 s: an API server that is back is seen
 //! within about 6 s, and one that is down costs a request every 5 s.
+//!
+//! The doubling is `backon`'s exponential backoff (the crate kube-runtime's
+//! own backoffs are built on). The jitter is not: `backon` adds up to 100 %
+//! of the delay, which would stretch the 5 s ceiling to 10 s and break the
+//! bound above, and it has no setting for less; so the up-to-20 % extra
+//! stays here.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kube::runtime::utils::Backoff;
 
 /// 200 ms doubling to 5 s, up to 20 % random extra so many watches that
 /// failed together do not retry together.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct WatchBackoff {
-    next: Duration,
+    delays: ExponentialBackoff,
     jitter: RandomState,
     tries: u64,
 }
@@ -29,10 +36,20 @@ impl WatchBackoff {
 
     pub fn new() -> Self {
         Self {
-            next: Self::FIRST,
+            delays: Self::delays(),
             jitter: RandomState::new(),
             tries: 0,
         }
+    }
+
+    /// The base delays, without jitter and without end.
+    fn delays() -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(Self::FIRST)
+            .with_max_delay(Self::MAX)
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
     }
 }
 
@@ -46,8 +63,10 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        // backon computes in f32 seconds: 200 ms doubled is 400.000006 ms.
+        // Whole milliseconds keep the sequence exactly 200, 400, ... 5000.
+        let base = self.delays.next()?;
+        let base = Duration::from_millis(base.as_millis() as u64);
         self.tries += 1;
         // 0..=20 % of the base, from a per-backoff random hash of the count.
         let extra = self.jitter.hash_one(self.tries) % 21;
@@ -57,7 +76,7 @@ impl Iterator for WatchBackoff {
 
 impl Backoff for WatchBackoff {
     fn reset(&mut self) {
-        self.next = Self::FIRST;
+        self.delays = Self::delays();
     }
 }
 
@@ -79,5 +98,16 @@ mod tests {
         b.reset();
         let d = b.next().unwrap().as_millis() as u64;
         assert!((200..=240).contains(&d), "after reset: {d} ms");
+    }
+
+    #[test]
+    fn never_runs_out() {
+        let mut b = WatchBackoff::new();
+        assert_eq!(b.by_ref().take(1000).count(), 1000);
+        let d = b.next().unwrap();
+        assert!(
+            d >= WatchBackoff::MAX && d <= WatchBackoff::MAX * 6 / 5,
+            "{d:?}"
+        );
     }
 }

@@ -16,6 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
     Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
 };
+use kube::core::{Expression, Selector};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -43,12 +44,14 @@ pub struct GatewayKey {
 }
 
 impl GatewayKey {
-    fn label_selector(&self) -> String {
+    /// One `key=value` requirement per entry, as kube's typed selector: the
+    /// entries come from a validated MeshCluster (label keys and values, so
+    /// none can carry a ',' that would add a requirement of its own).
+    fn label_selector(&self) -> Selector {
         self.selector
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+            .map(|(k, v)| Expression::Equal(k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -211,7 +214,7 @@ impl Cluster {
             pod_writer,
             watcher::watcher(
                 pods_api,
-                watcher::Config::default().labels(&key.label_selector()),
+                watcher::Config::default().labels_from(&key.label_selector()),
             )
             .backoff(super::backoff::WatchBackoff::new())
             .modify(strip_pod),

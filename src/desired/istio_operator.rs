@@ -245,7 +245,7 @@ pub fn build(mc: &ValidMeshCluster<'_>, policy: &ValidPolicy) -> Rendered {
             },
         },
     };
-    let yaml = serde_yaml::to_string(&operator).expect("an IstioOperator serializes");
+    let yaml = crate::yaml::to_string(&operator);
     let hash = format!("{:x}", Sha256::digest(yaml.as_bytes()));
     overridden.sort();
     overridden.dedup();

@@ -295,9 +295,9 @@ mod tests {
 
     fn rendered() -> Rendered {
         let mc: crate::api::MeshCluster =
-            serde_yaml::from_str(include_str!("../../examples/meshcluster-alpha.yaml")).unwrap();
+            serde_saphyr::from_str(include_str!("../../examples/meshcluster-alpha.yaml")).unwrap();
         let policy: crate::api::DualStackPolicy =
-            serde_yaml::from_str(include_str!("../../examples/policy-ipv6-only.yaml")).unwrap();
+            serde_saphyr::from_str(include_str!("../../examples/policy-ipv6-only.yaml")).unwrap();
         build(
             &validate_mesh_cluster(&mc.spec).unwrap(),
             &validate_policy(&policy.spec).unwrap(),

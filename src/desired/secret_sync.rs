@@ -361,7 +361,7 @@ mod tests {
             "alpha" => include_str!("../../examples/meshcluster-alpha.yaml"),
             _ => include_str!("../../examples/meshcluster-beta.yaml"),
         };
-        serde_yaml::from_str::<MeshCluster>(yaml).unwrap().spec
+        serde_saphyr::from_str::<MeshCluster>(yaml).unwrap().spec
     }
 
     fn labels(mesh_cluster: &str) -> BTreeMap<String, String> {

@@ -83,12 +83,12 @@ mod tests {
             "alpha" => include_str!("../../examples/meshcluster-alpha.yaml"),
             _ => include_str!("../../examples/meshcluster-beta.yaml"),
         };
-        Arc::new(serde_yaml::from_str(yaml).unwrap())
+        Arc::new(serde_saphyr::from_str(yaml).unwrap())
     }
 
     fn policy(name: &str, used_by: &[&str]) -> Arc<DualStackPolicy> {
         let mut p: DualStackPolicy =
-            serde_yaml::from_str(include_str!("../../examples/policy-ipv6-only.yaml")).unwrap();
+            serde_saphyr::from_str(include_str!("../../examples/policy-ipv6-only.yaml")).unwrap();
         p.metadata.name = Some(name.into());
         p.status = Some(DualStackPolicyStatus {
             used_by: used_by.iter().map(|s| s.to_string()).collect(),

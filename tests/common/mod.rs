@@ -46,7 +46,7 @@ where
 
 /// Installs one CRD from YAML and waits until it is Established.
 pub async fn install_crd(client: &Client, yaml: &str) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).expect("CRD YAML");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(yaml).expect("CRD YAML");
     let name = crd.metadata.name.clone().expect("CRD name");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(
@@ -131,7 +131,7 @@ pub async fn create_namespace(client: &Client, name: &str) {
 /// Reads one example file.
 pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
     let text = std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
-    serde_yaml::from_str(&text).expect("example parses")
+    serde_saphyr::from_str(&text).expect("example parses")
 }
 
 pub async fn create_policy(client: &Client, policy: &DualStackPolicy) {

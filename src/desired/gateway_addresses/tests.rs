@@ -12,9 +12,9 @@ const V4_PRIMARY: &str = "{ipFamilies: [IPv4, IPv6], ipFamilyPolicy: PreferDualS
 
 /// A policy from YAML: `base` (families) plus its `gatewayAddresses`.
 fn policy(base: &str, gateway_addresses: &str) -> ValidPolicy {
-    let mut spec: DualStackPolicySpec = serde_yaml::from_str(base).unwrap();
+    let mut spec: DualStackPolicySpec = serde_saphyr::from_str(base).unwrap();
     if !gateway_addresses.is_empty() {
-        spec.gateway_addresses = serde_yaml::from_str(gateway_addresses).unwrap();
+        spec.gateway_addresses = serde_saphyr::from_str(gateway_addresses).unwrap();
     }
     validate_policy(&spec).unwrap()
 }

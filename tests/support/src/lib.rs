@@ -336,7 +336,7 @@ impl ControlPlane {
         args.extend(opts.extra_args.iter().cloned());
 
         let kubeconfig = certs.kubeconfig(&name, port);
-        let yaml = serde_yaml::to_string(&kubeconfig).expect("a kubeconfig serializes");
+        let yaml = serde_saphyr::to_string(&kubeconfig).expect("a kubeconfig serializes");
         fs::write(root.join("admin.kubeconfig"), yaml).map_err(io("write admin.kubeconfig"))?;
 
         let mut plane = ControlPlane {
