@@ -1232,12 +1232,17 @@ async fn operator_killed_mid_sync_converges_without_duplicates_or_orphans() {
         apply_mc(&a, &member(i, "1.28.1")).await.unwrap();
     }
     put_secret(&a, "gloo-mesh", TOKEN_SECRET, &[("token", TOKEN_2)]).await;
-    let cm_writes_before = writes_of(&alpha, "patch", "configmaps", None);
+    // ConfigMaps are created (POST) when new and applied (PATCH) after.
+    let cm_writes = || {
+        writes_of(&alpha, "patch", "configmaps", None)
+            + writes_of(&alpha, "create", "configmaps", None)
+    };
+    let cm_writes_before = cm_writes();
     operator.restart().expect("restart dualmesh");
     let sync_started = Instant::now();
     let kill_at = 3;
     loop {
-        let published = writes_of(&alpha, "patch", "configmaps", None) - cm_writes_before;
+        let published = cm_writes() - cm_writes_before;
         if published >= kill_at {
             break;
         }
@@ -1252,7 +1257,7 @@ async fn operator_killed_mid_sync_converges_without_duplicates_or_orphans() {
     let killed_after = sync_started.elapsed();
     // Let anything already sent reach the audit log.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let cm_published = writes_of(&alpha, "patch", "configmaps", None) - cm_writes_before;
+    let cm_published = cm_writes() - cm_writes_before;
     let finalized = Api::<MeshCluster>::namespaced(a.clone(), NS)
         .list(&ListParams::default())
         .await

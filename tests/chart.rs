@@ -1334,8 +1334,60 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         assert_eq!(yes, answer == "yes", "member: can-i {question}");
     }
 
-    // Removal: dualmesh deletes what it published, and the synced copies.
+    // A change: each published object is updated in place (server-side
+    // apply over what dualmesh created), which needs `patch`.
     let meshclusters: Api<MeshCluster> = Api::namespaced(a.clone(), NS);
+    for mc in ["alpha", "beta"] {
+        meshclusters
+            .patch(
+                mc,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"istio": {"tag": "1.28.9"}}})),
+            )
+            .await
+            .expect("change the MeshCluster's tag");
+    }
+    for (client, mc) in [(&a, "alpha"), (&b, "beta")] {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), GW_NS);
+        let name = format!("{mc}-istiooperator");
+        wait_for(
+            &format!("{name} shows tag 1.28.9"),
+            Duration::from_secs(30),
+            || async {
+                let cm = cms.get_opt(&name).await.map_err(|e| e.to_string())?;
+                let yaml = cm
+                    .and_then(|c| c.data)
+                    .and_then(|d| d.get("istiooperator.yaml").cloned())
+                    .unwrap_or_default();
+                if yaml.contains("1.28.9") {
+                    Ok(())
+                } else {
+                    Err(yaml)
+                }
+            },
+        )
+        .await;
+        let ios = istio_operators(client);
+        wait_for(
+            &format!("{mc}'s IstioOperator shows tag 1.28.9"),
+            Duration::from_secs(30),
+            || async {
+                let io = ios
+                    .get_opt("istio-control-plane")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let spec = io.map(|o| o.data["spec"].to_string()).unwrap_or_default();
+                if spec.contains("1.28.9") {
+                    Ok(())
+                } else {
+                    Err(spec)
+                }
+            },
+        )
+        .await;
+    }
+
+    // Removal: dualmesh deletes what it published, and the synced copies.
     for mc in ["alpha", "beta"] {
         meshclusters
             .delete(mc, &DeleteParams::default())
@@ -1348,7 +1400,7 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     for (client, mc) in [(&a, "alpha"), (&b, "beta")] {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), GW_NS);
         wait_gone(&cms, &format!("{mc}-istiooperator")).await;
-        wait_gone(&istio_operators(client), "istio").await;
+        wait_gone(&istio_operators(client), "istio-control-plane").await;
     }
     let copies: Api<Secret> = Api::namespaced(b.clone(), "gloo-mesh");
     wait_gone(&copies, "relay-root-tls-secret").await;

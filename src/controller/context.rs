@@ -36,6 +36,11 @@ pub struct Context {
     secret_watches: Mutex<HashMap<String, cluster::Task>>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per object: the resourceVersion the last status write was based on
+    /// and a hash of the status it wrote. A reconcile woken by one of its
+    /// own writes may still read the object from before that status write;
+    /// writing the same status again would only be refused with 409.
+    written: Mutex<HashMap<String, (Option<String>, u64)>>,
     /// What `/metrics` serves.
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -58,6 +63,7 @@ impl Context {
             meshclusters: OnceLock::new(),
             secret_watches: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -93,6 +99,24 @@ impl Context {
             }
         });
         watches.insert(namespace.to_string(), cluster::Task(task));
+    }
+
+    /// Whether this replica already wrote status `hash` from the view at
+    /// `resource_version` (the cache has not caught up with it yet).
+    pub fn already_written(&self, key: &str, resource_version: &Option<String>, hash: u64) -> bool {
+        self.written
+            .lock()
+            .expect("written lock")
+            .get(key)
+            .is_some_and(|(rv, h)| rv == resource_version && *h == hash)
+    }
+
+    /// Notes a status write of `hash` based on `resource_version`.
+    pub fn wrote(&self, key: &str, resource_version: Option<String>, hash: u64) {
+        self.written
+            .lock()
+            .expect("written lock")
+            .insert(key.to_string(), (resource_version, hash));
     }
 
     /// Records a success for `key` (resets its backoff).

@@ -135,8 +135,15 @@ impl Error {
         }
     }
 
-    /// How long to wait after the `failures`-th consecutive failure.
+    /// How long to wait after the `failures`-th consecutive failure. A
+    /// conflict alone (the object changed since it was read, often by this
+    /// replica's own write not yet in its cache) is retried sooner: 100 ms
+    /// doubling.
     pub fn retry_after(&self, failures: u32) -> Duration {
+        if self.categories().iter().all(|c| *c == "conflict") {
+            let ms = 100u64 << failures.saturating_sub(1).min(6);
+            return Duration::from_millis(ms).min(TRANSIENT_RETRY_MAX);
+        }
         let wait = backoff_for(failures);
         if self.is_transient() {
             wait.min(TRANSIENT_RETRY_MAX)
@@ -196,8 +203,12 @@ mod tests {
             cache: "gateway Pod",
             waited: Duration::from_secs(10),
         };
+        let conflict = api(409);
+        assert_eq!(conflict.categories(), vec!["conflict"]);
+        assert_eq!(conflict.retry_after(1), Duration::from_millis(100));
+        assert_eq!(conflict.retry_after(4), Duration::from_millis(800));
+        assert_eq!(conflict.retry_after(12), TRANSIENT_RETRY_MAX);
         let cases = [
-            (api(409), "conflict"),
             (api(500), "server"),
             (api(503), "server"),
             (api(429), "throttled"),

@@ -228,8 +228,12 @@ pub async fn sync_secrets(
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
             });
-            ssa::apply(&namespaces, ns, &body).await?;
-            writes += 1;
+            // A plain create: it fails only if the namespace appeared since.
+            match ssa::create(&namespaces, &body).await {
+                Ok(_) => writes += 1,
+                Err(e) if ssa::is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
         let api: Api<Secret> = Api::namespaced(target.clone(), ns);
         let observed = api.get_opt(&desired.target.name).await?;

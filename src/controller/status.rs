@@ -36,7 +36,24 @@ where
     if old == Some(new) {
         return Ok(false);
     }
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    );
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(new).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
+    let read = obj.meta().resource_version.clone();
+    if ctx.already_written(&key, &read, hash) {
+        return Ok(false);
+    }
     ssa::apply_status(api, obj, new).await?;
+    ctx.wrote(&key, read, hash);
     let reference = obj.object_ref(&());
     for c in conditions::changed(old_conditions, new_conditions) {
         let event = Event {
