@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use super::MeshClusterStatus;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -507,72 +507,6 @@ pub struct KeyMapping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY))]
     pub to: Option<String>,
-}
-
-/// What dualmesh observed and did for a MeshCluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshClusterStatus {
-    /// The generation these conditions describe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Valid`, `ClusterReachable`, `IstioConfigApplied`,
-    /// `GatewayAddressesReady`, `SecretsSynced`; see docs/conditions.md.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The policy's IP families, primary first, e.g. `IPv6,IPv4`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_families: Option<String>,
-    /// The SHA-256 of the rendered IstioOperator YAML last published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub istio_config_hash: Option<String>,
-    /// Where the IstioOperator was published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub published: Option<PublishedConfig>,
-    /// The externalIPs dualmesh set on the gateway Service, by family.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway_addresses: Option<GatewayAddressesStatus>,
-    /// The Secrets copied into this cluster, with content hashes (never data).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub synced_secrets: Vec<SyncedSecret>,
-}
-
-/// Where the rendered IstioOperator went.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedConfig {
-    /// The ConfigMap holding the rendered YAML, `namespace/name`.
-    pub config_map: String,
-    /// The IstioOperator object, `namespace/name`, when that CRD is installed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub istio_operator: Option<String>,
-}
-
-/// Gateway externalIPs by family.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayAddressesStatus {
-    /// The IPv6 addresses.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ipv6: Vec<String>,
-    /// The IPv4 addresses.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ipv4: Vec<String>,
-    /// All addresses in the Service's order, comma-separated (for `kubectl get`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub all: String,
-}
-
-/// A Secret copied into the member cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncedSecret {
-    /// The copy, `namespace/name` in the member cluster.
-    pub target: String,
-    /// The source, `namespace/name` in the management cluster.
-    pub source: String,
-    /// SHA-256 over the copied keys and values (never the data itself).
-    pub hash: String,
 }
 
 #[cfg(test)]

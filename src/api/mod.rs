@@ -4,9 +4,11 @@
 pub mod conditions;
 pub mod labels;
 mod meshcluster;
+mod meshcluster_status;
 mod policy;
 
 pub use meshcluster::*;
+pub use meshcluster_status::*;
 pub use policy::*;
 
 use kube::CustomResourceExt;

@@ -9,7 +9,7 @@
 //! status    the new status (pure), written only if changed, Events
 //! ```
 //!
-//! The secrets job fetches, plans and applies inside
+//! The jobs are in [`super::jobs`]; the secrets job fetches, plans and applies inside
 //! [`super::federation::sync_secrets`] (its reads are per member Secret).
 //! An invalid MeshCluster or policy never removes or changes what was
 //! published before: the last good config stays in the cluster and the
@@ -25,18 +25,16 @@ use kube::{Api, ResourceExt};
 
 use super::cluster::Cluster;
 use super::context::requeue_after_error;
-use super::gateway::{self, Applied};
 use super::metrics::{self, MeshClusterFigures};
 use super::publish::{self, Location, Owner};
-use super::{Context, Error, FINALIZER, RESYNC, federation, status};
+use super::{Context, Error, FINALIZER, RESYNC, federation, jobs, status};
 use crate::api::conditions::{self as types, reason};
-use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus, PublishedConfig};
+use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus};
 use crate::desired::conditions::Found;
-use crate::desired::keys::{istio_operator_config_map, object_key, parse_key};
+use crate::desired::keys::istio_operator_config_map;
 use crate::desired::selection::meshcluster_key;
 use crate::desired::status::Parts;
-use crate::desired::validate::{self, ValidMeshCluster, ValidPolicy, summarize};
-use crate::desired::{gateway_service, istio_operator, publish as publish_plan};
+use crate::desired::validate::{self, summarize};
 
 /// How long the jobs of one reconcile may take together.
 const JOBS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,7 +48,7 @@ pub fn location(mc: &MeshCluster) -> Location {
     }
 }
 
-fn owner(mc: &MeshCluster) -> Owner {
+pub(super) fn owner(mc: &MeshCluster) -> Owner {
     Owner {
         key: meshcluster_key(mc),
         name: mc.name_any(),
@@ -243,9 +241,9 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
     // that stops answering mid-way cannot hold this worker long.
     let jobs = async {
         tokio::join!(
-            istio_job(mc, &cluster, &valid_mc, &valid_policy),
-            gateway_job(mc, &cluster, &valid_mc, &valid_policy),
-            secrets_job(ctx, &cluster.client, mc),
+            jobs::istio(mc, &cluster, &valid_mc, &valid_policy),
+            jobs::gateway(mc, &cluster, &valid_mc, &valid_policy),
+            jobs::secrets(ctx, &cluster.client, mc),
         )
     };
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
@@ -309,179 +307,6 @@ async fn connect_member(
     }
 }
 
-/// What one job produced.
-struct Job<P> {
-    found: Vec<Found>,
-    /// Its status part; None: not reached (the old one stays).
-    part: Option<P>,
-    error: Option<Error>,
-}
-
-impl<P> Job<P> {
-    fn done(found: Found, part: P) -> Self {
-        Job {
-            found: vec![found],
-            part: Some(part),
-            error: None,
-        }
-    }
-
-    fn failed(condition: &'static str, e: Error) -> Self {
-        Job {
-            found: vec![Found::fail(condition, reason::APPLY_FAILED, e.to_string())],
-            part: None,
-            error: Some(e),
-        }
-    }
-}
-
-/// Builds the IstioOperator, fetches what the target holds, plans and
-/// applies the ConfigMap (+ IstioOperator).
-async fn istio_job(
-    mc: &MeshCluster,
-    cluster: &Cluster,
-    valid_mc: &ValidMeshCluster<'_>,
-    valid_policy: &ValidPolicy,
-) -> Job<(String, PublishedConfig)> {
-    let rendered = istio_operator::build(valid_mc, valid_policy);
-    let owner = owner(mc);
-    let here = location(mc);
-    let client = &cluster.client;
-    let result = async {
-        let observed = publish::fetch(client, &here).await?;
-        let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
-        let outcome = publish::apply(client, &here, &plan, &observed).await?;
-        // A moved location: remove what the old one holds.
-        if let Some(prev) = previous_location(mc)
-            && prev != here
-        {
-            publish::unpublish(client, &owner, &prev).await?;
-        }
-        Ok::<_, Error>(outcome)
-    }
-    .await;
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => return Job::failed(types::ISTIO_CONFIG_APPLIED, e),
-    };
-    let (why, mut message) = if outcome.operator_published {
-        (
-            reason::CONFIG_MAP_AND_ISTIO_OPERATOR,
-            format!(
-                "ConfigMap {} and IstioOperator {} are up to date",
-                here.config_map_ref(),
-                here.operator_ref()
-            ),
-        )
-    } else {
-        (
-            reason::CONFIG_MAP_ONLY,
-            format!(
-                "ConfigMap {} is up to date; IstioOperator not written: CRD {} is not installed",
-                here.config_map_ref(),
-                publish::ISTIO_OPERATOR_CRD
-            ),
-        )
-    };
-    if !rendered.overridden_keys.is_empty() {
-        message.push_str(&format!(
-            "; dualmesh's values replaced spec.istio entries {}",
-            rendered.overridden_keys.join(", ")
-        ));
-    }
-    if outcome.writes > 0 {
-        tracing::info!(meshcluster = %owner.key, hash = %rendered.hash, writes = outcome.writes, "published IstioOperator");
-    }
-    let published = PublishedConfig {
-        config_map: here.config_map_ref(),
-        istio_operator: outcome.operator_published.then(|| here.operator_ref()),
-    };
-    Job::done(
-        Found::ok(types::ISTIO_CONFIG_APPLIED, why, message),
-        (rendered.hash.clone(), published),
-    )
-}
-
-/// Fetches the gateway from the caches, plans and applies its Service.
-async fn gateway_job(
-    mc: &MeshCluster,
-    cluster: &Cluster,
-    valid_mc: &ValidMeshCluster<'_>,
-    valid_policy: &ValidPolicy,
-) -> Job<Option<crate::api::GatewayAddressesStatus>> {
-    let mc_ref = ObjectRef::from_obj(mc);
-    let observed = match gateway::fetch(cluster, &mc_ref, valid_mc).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return Job::done(gateway_service::not_managed(), None),
-        Err(e) => return Job::failed(types::GATEWAY_ADDRESSES_READY, e),
-    };
-    let key = gateway::key(valid_mc);
-    let plan = gateway_service::plan(&observed, valid_policy);
-    let service_ref = object_key(&key.namespace, &key.service);
-    match gateway::apply(cluster, &key.namespace, &plan).await {
-        Ok(Applied::Sent(writes)) => {
-            let (found, addresses) = gateway_service::report(&plan, &service_ref, None);
-            if writes > 0 {
-                tracing::info!(meshcluster = %meshcluster_key(mc), addresses = %addresses.all, "updated gateway externalIPs");
-            }
-            Job::done(found, Some(addresses))
-        }
-        Ok(Applied::Refused { code, reason }) => {
-            let (found, addresses) =
-                gateway_service::report(&plan, &service_ref, Some((code, &reason)));
-            Job {
-                found: vec![found],
-                part: Some(Some(addresses)),
-                error: Some(Error::ExternalIpsRefused { code }),
-            }
-        }
-        Err(e) => Job::failed(types::GATEWAY_ADDRESSES_READY, e),
-    }
-}
-
-/// Copies the trust Secrets into the target.
-async fn secrets_job(
-    ctx: &Context,
-    target: &kube::Client,
-    mc: &MeshCluster,
-) -> Job<Vec<crate::api::SyncedSecret>> {
-    for s in crate::desired::secret_sync::effective_syncs(&mc.spec) {
-        ctx.watch_secrets(&s.source.namespace);
-    }
-    let previous = mc
-        .status
-        .as_ref()
-        .map(|s| s.synced_secrets.clone())
-        .unwrap_or_default();
-    match federation::sync_secrets(&ctx.client, target, mc, &previous).await {
-        Ok(outcome) => Job::done(outcome.condition, outcome.synced),
-        Err(e) => Job {
-            found: vec![Found::fail(
-                types::SECRETS_SYNCED,
-                reason::SYNC_FAILED,
-                e.to_string(),
-            )],
-            part: None,
-            error: Some(e.into()),
-        },
-    }
-}
-
-/// Where the status says the config was published last.
-fn previous_location(mc: &MeshCluster) -> Option<Location> {
-    let published = mc.status.as_ref()?.published.as_ref()?;
-    let (namespace, config_map) = parse_key(&published.config_map)?;
-    let operator = match &published.istio_operator {
-        Some(o) => parse_key(o)?.1.to_string(),
-        None => mc.spec.istio.operator_name.clone(),
-    };
-    Some(Location {
-        namespace: namespace.to_string(),
-        config_map: config_map.to_string(),
-        operator,
-    })
-}
-
 async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     let mc_ref = ObjectRef::from_obj(mc);
     let key = meshcluster_key(mc);
@@ -507,7 +332,7 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     };
     let owner = owner(mc);
     let mut places = vec![location(mc)];
-    if let Some(prev) = previous_location(mc)
+    if let Some(prev) = jobs::previous_location(mc)
         && !places.contains(&prev)
     {
         places.push(prev);

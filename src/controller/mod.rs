@@ -18,6 +18,7 @@ pub mod error;
 pub mod federation;
 pub mod fence;
 pub mod gateway;
+pub mod jobs;
 pub mod leader;
 pub mod meshcluster;
 pub mod metrics;

@@ -1,0 +1,191 @@
+//! The three jobs of a MeshCluster reconcile (Istio config, gateway
+//! addresses, trust Secrets), each fetch -> build -> apply, and what each
+//! reports; [`super::meshcluster`] runs them side by side.
+
+use kube::runtime::reflector::ObjectRef;
+
+use super::cluster::Cluster;
+use super::gateway::{self, Applied};
+use super::meshcluster::{location, owner};
+use super::publish::{self, Location};
+use super::{Context, Error, federation};
+use crate::api::conditions::{self as types, reason};
+use crate::api::{MeshCluster, PublishedConfig};
+use crate::desired::conditions::Found;
+use crate::desired::keys::{object_key, parse_key};
+use crate::desired::selection::meshcluster_key;
+use crate::desired::validate::{ValidMeshCluster, ValidPolicy};
+use crate::desired::{gateway_service, istio_operator, publish as publish_plan};
+
+/// What one job produced.
+pub(super) struct Job<P> {
+    pub found: Vec<Found>,
+    /// Its status part; None: not reached (the old one stays).
+    pub part: Option<P>,
+    pub error: Option<Error>,
+}
+
+impl<P> Job<P> {
+    fn done(found: Found, part: P) -> Self {
+        Job {
+            found: vec![found],
+            part: Some(part),
+            error: None,
+        }
+    }
+
+    fn failed(condition: &'static str, e: Error) -> Self {
+        Job {
+            found: vec![Found::fail(condition, reason::APPLY_FAILED, e.to_string())],
+            part: None,
+            error: Some(e),
+        }
+    }
+}
+
+/// Builds the IstioOperator, fetches what the target holds, plans and
+/// applies the ConfigMap (+ IstioOperator).
+pub(super) async fn istio(
+    mc: &MeshCluster,
+    cluster: &Cluster,
+    valid_mc: &ValidMeshCluster<'_>,
+    valid_policy: &ValidPolicy,
+) -> Job<(String, PublishedConfig)> {
+    let rendered = istio_operator::build(valid_mc, valid_policy);
+    let owner = owner(mc);
+    let here = location(mc);
+    let client = &cluster.client;
+    let result = async {
+        let observed = publish::fetch(client, &here).await?;
+        let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
+        let outcome = publish::apply(client, &here, &plan, &observed).await?;
+        // A moved location: remove what the old one holds.
+        if let Some(prev) = previous_location(mc)
+            && prev != here
+        {
+            publish::unpublish(client, &owner, &prev).await?;
+        }
+        Ok::<_, Error>(outcome)
+    }
+    .await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return Job::failed(types::ISTIO_CONFIG_APPLIED, e),
+    };
+    let (why, mut message) = if outcome.operator_published {
+        (
+            reason::CONFIG_MAP_AND_ISTIO_OPERATOR,
+            format!(
+                "ConfigMap {} and IstioOperator {} are up to date",
+                here.config_map_ref(),
+                here.operator_ref()
+            ),
+        )
+    } else {
+        (
+            reason::CONFIG_MAP_ONLY,
+            format!(
+                "ConfigMap {} is up to date; IstioOperator not written: CRD {} is not installed",
+                here.config_map_ref(),
+                publish::ISTIO_OPERATOR_CRD
+            ),
+        )
+    };
+    if !rendered.overridden_keys.is_empty() {
+        message.push_str(&format!(
+            "; dualmesh's values replaced spec.istio entries {}",
+            rendered.overridden_keys.join(", ")
+        ));
+    }
+    if outcome.writes > 0 {
+        tracing::info!(meshcluster = %owner.key, hash = %rendered.hash, writes = outcome.writes, "published IstioOperator");
+    }
+    let published = PublishedConfig {
+        config_map: here.config_map_ref(),
+        istio_operator: outcome.operator_published.then(|| here.operator_ref()),
+    };
+    Job::done(
+        Found::ok(types::ISTIO_CONFIG_APPLIED, why, message),
+        (rendered.hash.clone(), published),
+    )
+}
+
+/// Fetches the gateway from the caches, plans and applies its Service.
+pub(super) async fn gateway(
+    mc: &MeshCluster,
+    cluster: &Cluster,
+    valid_mc: &ValidMeshCluster<'_>,
+    valid_policy: &ValidPolicy,
+) -> Job<Option<crate::api::GatewayAddressesStatus>> {
+    let mc_ref = ObjectRef::from_obj(mc);
+    let observed = match gateway::fetch(cluster, &mc_ref, valid_mc).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Job::done(gateway_service::not_managed(), None),
+        Err(e) => return Job::failed(types::GATEWAY_ADDRESSES_READY, e),
+    };
+    let key = gateway::key(valid_mc);
+    let plan = gateway_service::plan(&observed, valid_policy);
+    let service_ref = object_key(&key.namespace, &key.service);
+    match gateway::apply(cluster, &key.namespace, &plan).await {
+        Ok(Applied::Sent(writes)) => {
+            let (found, addresses) = gateway_service::report(&plan, &service_ref, None);
+            if writes > 0 {
+                tracing::info!(meshcluster = %meshcluster_key(mc), addresses = %addresses.all, "updated gateway externalIPs");
+            }
+            Job::done(found, Some(addresses))
+        }
+        Ok(Applied::Refused { code, reason }) => {
+            let (found, addresses) =
+                gateway_service::report(&plan, &service_ref, Some((code, &reason)));
+            Job {
+                found: vec![found],
+                part: Some(Some(addresses)),
+                error: Some(Error::ExternalIpsRefused { code }),
+            }
+        }
+        Err(e) => Job::failed(types::GATEWAY_ADDRESSES_READY, e),
+    }
+}
+
+/// Copies the trust Secrets into the target.
+pub(super) async fn secrets(
+    ctx: &Context,
+    target: &kube::Client,
+    mc: &MeshCluster,
+) -> Job<Vec<crate::api::SyncedSecret>> {
+    for s in crate::desired::secret_sync::effective_syncs(&mc.spec) {
+        ctx.watch_secrets(&s.source.namespace);
+    }
+    let previous = mc
+        .status
+        .as_ref()
+        .map(|s| s.synced_secrets.clone())
+        .unwrap_or_default();
+    match federation::sync_secrets(&ctx.client, target, mc, &previous).await {
+        Ok(outcome) => Job::done(outcome.condition, outcome.synced),
+        Err(e) => Job {
+            found: vec![Found::fail(
+                types::SECRETS_SYNCED,
+                reason::SYNC_FAILED,
+                e.to_string(),
+            )],
+            part: None,
+            error: Some(e.into()),
+        },
+    }
+}
+
+/// Where the status says the config was published last.
+pub(super) fn previous_location(mc: &MeshCluster) -> Option<Location> {
+    let published = mc.status.as_ref()?.published.as_ref()?;
+    let (namespace, config_map) = parse_key(&published.config_map)?;
+    let operator = match &published.istio_operator {
+        Some(o) => parse_key(o)?.1.to_string(),
+        None => mc.spec.istio.operator_name.clone(),
+    };
+    Some(Location {
+        namespace: namespace.to_string(),
+        config_map: config_map.to_string(),
+        operator,
+    })
+}
