@@ -119,6 +119,15 @@ impl Context {
             .insert(key.to_string(), (resource_version, hash));
     }
 
+    /// Forgets what was recorded for `key` (the object is being deleted).
+    pub fn forget(&self, key: &str, written_key: &str) {
+        self.failures.lock().expect("failure map lock").remove(key);
+        self.written
+            .lock()
+            .expect("written lock")
+            .remove(written_key);
+    }
+
     /// Records a success for `key` (resets its backoff).
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().expect("failure map lock").remove(key);

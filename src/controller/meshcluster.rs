@@ -311,6 +311,7 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     let mc_ref = ObjectRef::from_obj(mc);
     let key = meshcluster_key(mc);
     ctx.local.forget(&mc_ref);
+    ctx.forget(&key, &status::written_key(mc));
     ctx.metrics
         .forget_meshcluster(&mc.namespace().unwrap_or_default(), &mc.name_any());
     let target = if mc.spec.kubeconfig_secret_ref.is_some() {

@@ -13,6 +13,16 @@ use serde::de::DeserializeOwned;
 use super::{Context, ssa};
 use crate::desired::conditions;
 
+/// The key of `obj` in [`Context`]'s record of status writes.
+pub fn written_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    )
+}
+
 /// The current time, for condition transitions.
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
@@ -36,12 +46,7 @@ where
     if old == Some(new) {
         return Ok(false);
     }
-    let key = format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        obj.meta().namespace.clone().unwrap_or_default(),
-        obj.meta().name.clone().unwrap_or_default()
-    );
+    let key = written_key(obj);
     let hash = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
