@@ -14,7 +14,7 @@ use common::rbac::*;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 use serde_json::Value;
 use testplane::operator::Operator;
@@ -153,14 +153,6 @@ where
         }
     })
     .await;
-}
-
-fn istio_operators(client: &Client) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("install.istio.io", "v1alpha1", "IstioOperator"),
-        "istiooperators",
-    );
-    Api::namespaced_with(client.clone(), GW_NS, &resource)
 }
 
 /// Waits for the ConfigMap dualmesh publishes for `mc` (so that dualmesh,

@@ -216,6 +216,30 @@ pub fn operator_writes(plane: &ControlPlane) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the operator's writes (from the audit log) stopped arriving:
+/// none new for 1 s (its Events are sent from a queue, after the status
+/// they tell of); returns them. Panics when that does not happen `within`.
+pub async fn wait_writes_settled(plane: &ControlPlane, within: Duration) -> Vec<String> {
+    const STILL: Duration = Duration::from_secs(1);
+    let deadline = Instant::now() + within;
+    let mut last = operator_writes(plane);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = operator_writes(plane);
+        if now.len() != last.len() {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= STILL {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator kept writing for {within:?}: {:?}",
+            &last[last.len().saturating_sub(10)..]
+        );
+    }
+}
+
 /// The condition `type_` of a MeshCluster as `(status, reason, message)`.
 pub fn condition(mc: &MeshCluster, type_: &str) -> Option<(String, String, String)> {
     mc.status

@@ -38,6 +38,10 @@ use rcgen::{
 /// clusters dualmesh is for. The IPv6 /112 is within kube-apiserver's /108 limit.
 pub const SERVICE_CIDRS: &str = "10.96.0.0/16,fd00:10:96::/112";
 
+/// The user of the admin kubeconfig (client certificate CN, in
+/// `system:masters`), as the audit log names it.
+pub const ADMIN_USER: &str = "testplane-admin";
+
 /// How long to wait for `/readyz` before giving up on a start.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -755,7 +759,7 @@ impl Certs {
         let mut admin = CertificateParams::new(Vec::<String>::new())?;
         admin
             .distinguished_name
-            .push(DnType::CommonName, "testplane-admin");
+            .push(DnType::CommonName, ADMIN_USER);
         admin
             .distinguished_name
             .push(DnType::OrganizationName, "system:masters");
