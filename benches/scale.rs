@@ -86,7 +86,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use support::{cpu_time, env_or, rss_kib};
+use support::{cpu_time, env_or, rss_kib, verdict};
 use testplane::kubelet::{create_node, create_running_pod, set_node_addresses, set_pod_ready};
 use testplane::retry::{Patience, conflict, not_found, retry};
 use testplane::{ControlPlane, PlaneOptions};
@@ -962,6 +962,7 @@ async fn bench(cfg: Config) {
         cfg.meshclusters > 0 && cfg.nodes >= 4 && cfg.churn_rate > 0.0,
         "BENCH_MESHCLUSTERS must be > 0, BENCH_NODES >= 4, BENCH_CHURN_RATE > 0"
     );
+    let file = support::ReportFile::start("scale");
     println!("dualmesh scale benchmark (issue #8: Scale, Quiet)");
     println!(
         "  {} Nodes (IPv4 + IPv6 InternalIP, {} images each), {} non-gateway Pods, {} MeshClusters; quiet {} s, churn {} s at {}/s; concurrency {}; seed {}{}",
@@ -1289,9 +1290,9 @@ async fn bench(cfg: Config) {
         "  write requests                    {:>8}      target 0          {}",
         quiet_writes.len(),
         if quiet_ok {
-            "PASS".to_string()
+            verdict(true).to_string()
         } else {
-            format!("MISS ({} over)", quiet_writes.len())
+            format!("{} ({} over)", verdict(false), quiet_writes.len())
         }
     );
     for w in quiet_writes.iter().take(50) {
@@ -1433,7 +1434,6 @@ async fn bench(cfg: Config) {
         println!("    {}", line.chars().take(300).collect::<String>());
     }
 
-    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
     println!(
         "\nsummary: sync {} | RSS after sync {} | RSS after churn {} | quiet writes {}",
         verdict(sync_ok),
@@ -1488,19 +1488,9 @@ async fn bench(cfg: Config) {
             "log_warn_lines": warnings, "log_error_lines": errors,
         },
     });
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::repo().join("target"))
-        .join("bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("scale.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    )
-    .expect("write scale.json");
+    let path = file.write(report);
     // The plane's folder goes with it; keep the operator's log to read.
-    let log_copy = dir.join("scale-operator.log");
+    let log_copy = path.with_file_name("scale-operator.log");
     std::fs::write(&log_copy, &log).expect("write the operator log copy");
     println!(
         "figures written to {}, the operator's log to {}",
