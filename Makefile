@@ -115,8 +115,11 @@ bench: tools ## Latency, scale and quiet benchmarks against real control planes 
 	cargo bench --bench scale
 
 .PHONY: chaos
-chaos: tools ## Fault tests: apiserver killed, member down, operator killed mid-sync, leader killed.
-	cargo test --test chaos -- --include-ignored --test-threads=1 --nocapture
+# One test binary per suite (tests/chaos_*.rs), run one after the other.
+CHAOS_TESTS := $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/chaos_*.rs)))
+
+chaos: tools ## Fault tests: apiserver killed, member down, operator killed mid-sync, leader killed and frozen.
+	cargo test $(CHAOS_TESTS) -- --include-ignored --test-threads=1 --nocapture
 
 # ---------------------------------------------------------------------------
 # Try it without a cluster: two real control planes on loopback.

@@ -348,19 +348,14 @@ impl Verdict {
     }
 
     fn line(&self) -> String {
-        let (word, how) = if self.pass() {
-            (
-                "PASS",
-                format!("{} ms to spare", support::ms(self.limit - self.measured)),
-            )
+        let word = support::verdict(self.pass());
+        let how = if self.pass() {
+            format!("{} ms to spare", support::ms(self.limit - self.measured))
         } else {
-            (
-                "MISS",
-                format!(
-                    "over by {} ms ({:.1}x the limit)",
-                    support::ms(self.measured - self.limit),
-                    ratio(self.measured, self.limit)
-                ),
+            format!(
+                "over by {} ms ({:.1}x the limit)",
+                support::ms(self.measured - self.limit),
+                ratio(self.measured, self.limit)
             )
         };
         format!("  {word}  {}: {how}", self.check)
@@ -1075,7 +1070,7 @@ async fn scenario_federation(s: &Settings) -> Report {
                 "raw PATCH p50: management plane {} ms, member plane {} ms; load average now {}",
                 support::ms(fa.p50),
                 support::ms(fm.p50),
-                loadavg()
+                support::loadavg()
             ),
             usage.note(s.events),
         ],
@@ -1091,35 +1086,11 @@ async fn scenario_federation(s: &Settings) -> Report {
 // main
 // ---------------------------------------------------------------------------
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn target_dir() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => repo.join(dir),
-        None => repo.join("target"),
-    }
-}
-
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn main() {
     let s = Settings::from_env();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load_start = loadavg();
+    let file = support::ReportFile::start("latency");
+    let load_start = file.load_start().to_string();
     println!(
         "dualmesh latency: {} events (+{} warm-up) per scenario, {} member planes for (c), settle {} ms, operator log {:?}; {cores} cores, load {load_start}",
         s.events,
@@ -1137,7 +1108,6 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let started = Instant::now();
     let reports = runtime.block_on(async {
         let mut reports = Vec::new();
         if s.wants("a") {
@@ -1157,7 +1127,7 @@ fn main() {
         }
         reports
     });
-    let load_end = loadavg();
+    let load_end = support::loadavg();
 
     println!("\n=== summary ===");
     println!("{}", support::header());
@@ -1176,18 +1146,10 @@ fn main() {
     }
     println!(
         "took {:.0} s; load average at start {load_start}, at end {load_end}",
-        started.elapsed().as_secs_f64()
+        file.elapsed().as_secs_f64()
     );
 
-    let doc = json!({
-        "benchmark": "latency",
-        "git": git_revision(),
-        "unix_time": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        "cores": cores,
-        "load_start": load_start,
-        "load_end": load_end,
+    let path = file.write(json!({
         "events": s.events,
         "warmup": s.warmup,
         "members": s.members,
@@ -1195,14 +1157,6 @@ fn main() {
         "operator_log": s.log,
         "clock": "from the change request sent to the first watch event showing the outcome",
         "scenarios": reports.iter().map(Report::json).collect::<Vec<_>>(),
-    });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("latency.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&doc).expect("JSON") + "\n",
-    )
-    .expect("write latency.json");
+    }));
     println!("figures written to {}", path.display());
 }

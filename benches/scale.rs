@@ -86,8 +86,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use support::{cpu_time, env_or, rss_kib};
+use support::{cpu_time, env_or, rss_kib, verdict};
 use testplane::kubelet::{create_node, create_running_pod, set_node_addresses, set_pod_ready};
+use testplane::retry::{Patience, conflict, not_found, retry};
 use testplane::{ControlPlane, PlaneOptions};
 
 /// The policy every MeshCluster follows (examples/, unchanged).
@@ -359,7 +360,8 @@ fn watch_meshclusters(client: Client, view: Arc<Mutex<View>>) -> tokio::task::Jo
 
 /// Reads the audit log from where it last stopped and counts the operator's
 /// completed requests: cheap enough to ask twice a second, where
-/// `ControlPlane::writes_by` parses the whole (by then large) log.
+/// `ControlPlane::writes_by` parses the whole (by then large) log. A log that
+/// cannot be opened or read is an error, never "no writes".
 struct AuditTail {
     path: std::path::PathBuf,
     offset: u64,
@@ -370,64 +372,21 @@ impl AuditTail {
         AuditTail { path, offset: 0 }
     }
 
-    fn operator_writes(&mut self) -> usize {
+    fn operator_writes(&mut self) -> std::io::Result<usize> {
         use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return 0;
-        };
+        let mut f = std::fs::File::open(&self.path)?;
         let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
-            return 0;
-        }
+        f.seek(SeekFrom::Start(self.offset))?;
+        f.read_to_end(&mut buf)?;
         // Only whole lines; a line being written is read next time.
         let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         self.offset += end as u64;
         let user = format!("\"username\":\"{OPERATOR_USER}\"");
-        String::from_utf8_lossy(&buf[..end])
+        Ok(String::from_utf8_lossy(&buf[..end])
             .lines()
             .filter(|l| l.contains("\"stage\":\"ResponseComplete\"") && l.contains(&user))
-            .count()
+            .count())
     }
-}
-
-/// Whether an API error is worth another try (overload, a dropped connection).
-fn transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
-        _ => true,
-    }
-}
-
-fn conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
-fn not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-/// Runs `first`; on a transient error tries again with `again` (which knows
-/// the object may already exist). Panics on anything else: a request of this
-/// program failing is a broken benchmark, not a slow operator.
-async fn retry<T, F1, F2, Fut1, Fut2>(what: &str, first: F1, mut again: F2) -> T
-where
-    F1: FnOnce() -> Fut1,
-    F2: FnMut() -> Fut2,
-    Fut1: Future<Output = kube::Result<T>>,
-    Fut2: Future<Output = kube::Result<T>>,
-{
-    let mut result = first().await;
-    for attempt in 1..=5u32 {
-        match result {
-            Ok(v) => return v,
-            Err(e) if transient(&e) => {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                result = again().await;
-            }
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-    result.unwrap_or_else(|e| panic!("{what}, after 5 retries: {e}"))
 }
 
 /// A Node as a kubelet registers it: created, then its status (addresses,
@@ -443,12 +402,13 @@ async fn kubelet_node(client: &Client, name: &str, seq: u32, images: usize) {
         ("InternalIP", v6.as_str()),
         ("Hostname", name),
     ][..];
+    // A retried create may have been carried out: then it meets 409.
     retry(
         &format!("create node {name}"),
-        || create_node(client, name, addrs),
-        || async move {
+        Patience::OVERLOAD,
+        |again| async move {
             match create_node(client, name, addrs).await {
-                Err(e) if conflict(&e) => set_node_addresses(client, name, addrs).await,
+                Err(e) if again && conflict(&e) => set_node_addresses(client, name, addrs).await,
                 other => other,
             }
         },
@@ -464,7 +424,10 @@ async fn kubelet_node(client: &Client, name: &str, seq: u32, images: usize) {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
             .await
     };
-    retry(&format!("node {name} status"), patch, patch).await;
+    retry(&format!("node {name} status"), Patience::OVERLOAD, |_| {
+        patch()
+    })
+    .await;
 }
 
 /// The rest of a kubelet's Node status: capacity, allocatable, node info and
@@ -518,8 +481,8 @@ async fn kubelet_addresses(client: &Client, name: &str, seq: u32) {
     ][..];
     retry(
         &format!("set addresses of node {name}"),
-        || set_node_addresses(client, name, addrs),
-        || set_node_addresses(client, name, addrs),
+        Patience::OVERLOAD,
+        |_| set_node_addresses(client, name, addrs),
     )
     .await;
 }
@@ -536,10 +499,12 @@ async fn kubelet_pod(
     let ips = &[ip][..];
     retry(
         &format!("create pod {namespace}/{name}"),
-        || create_running_pod(client, namespace, name, labels, node, ips),
-        || async move {
+        Patience::OVERLOAD,
+        |again| async move {
             match create_running_pod(client, namespace, name, labels, node, ips).await {
-                Err(e) if conflict(&e) => set_pod_ready(client, namespace, name, ips, true).await,
+                Err(e) if again && conflict(&e) => {
+                    set_pod_ready(client, namespace, name, ips, true).await
+                }
                 other => other,
             }
         },
@@ -561,15 +526,15 @@ async fn delete_pod(client: &Client, namespace: &str, name: &str, graceful: bool
     if graceful {
         retry(
             &format!("delete pod {namespace}/{name}"),
-            || once(DeleteParams::default()),
-            || once(DeleteParams::default()),
+            Patience::OVERLOAD,
+            |_| once(DeleteParams::default()),
         )
         .await;
     }
     retry(
         &format!("delete pod {namespace}/{name} (grace 0)"),
-        || once(DeleteParams::default().grace_period(0)),
-        || once(DeleteParams::default().grace_period(0)),
+        Patience::OVERLOAD,
+        |_| once(DeleteParams::default().grace_period(0)),
     )
     .await;
 }
@@ -582,7 +547,10 @@ async fn delete_node(client: &Client, name: &str) {
             other => other.map(|_| ()),
         }
     };
-    retry(&format!("delete node {name}"), once, once).await;
+    retry(&format!("delete node {name}"), Patience::OVERLOAD, |_| {
+        once()
+    })
+    .await;
 }
 
 fn app_labels(app: &str) -> BTreeMap<String, String> {
@@ -610,10 +578,10 @@ async fn create_gateway_service(client: &Client, namespace: &str) {
     let create = || async move { api.create(&PostParams::default(), svc).await };
     retry(
         &format!("create Service {namespace}/{GATEWAY}"),
-        create,
-        || async move {
+        Patience::OVERLOAD,
+        |again| async move {
             match create().await {
-                Err(e) if conflict(&e) => api.get(GATEWAY).await,
+                Err(e) if again && conflict(&e) => api.get(GATEWAY).await,
                 other => other,
             }
         },
@@ -994,6 +962,7 @@ async fn bench(cfg: Config) {
         cfg.meshclusters > 0 && cfg.nodes >= 4 && cfg.churn_rate > 0.0,
         "BENCH_MESHCLUSTERS must be > 0, BENCH_NODES >= 4, BENCH_CHURN_RATE > 0"
     );
+    let file = support::ReportFile::start("scale");
     println!("dualmesh scale benchmark (issue #8: Scale, Quiet)");
     println!(
         "  {} Nodes (IPv4 + IPv6 InternalIP, {} images each), {} non-gateway Pods, {} MeshClusters; quiet {} s, churn {} s at {}/s; concurrency {}; seed {}{}",
@@ -1147,10 +1116,10 @@ async fn bench(cfg: Config) {
                 let create = || async move { api.create(&PostParams::default(), mc).await };
                 retry(
                     &format!("create MeshCluster mc-{k:03}"),
-                    create,
-                    || async move {
+                    Patience::OVERLOAD,
+                    |again| async move {
                         match create().await {
-                            Err(e) if conflict(&e) => api.get(&mc.name_any()).await,
+                            Err(e) if again && conflict(&e) => api.get(&mc.name_any()).await,
                             other => other,
                         }
                     },
@@ -1282,14 +1251,14 @@ async fn bench(cfg: Config) {
     // writes stopped for BENCH_SETTLE_SECS, so it measures the steady state.
     let settle_before = sync_writes.len();
     let settle_started = Instant::now();
-    let mut audit = AuditTail::new(plane.dir().join("audit.log"));
-    audit.operator_writes();
+    let mut audit = AuditTail::new(plane.audit_log());
+    audit.operator_writes().expect("the audit log");
     let mut still_since = Instant::now();
     while still_since.elapsed() < Duration::from_secs(cfg.settle_secs)
         && settle_started.elapsed() < SETTLE_TIMEOUT
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if audit.operator_writes() > 0 {
+        if audit.operator_writes().expect("the audit log") > 0 {
             still_since = Instant::now();
         }
     }
@@ -1321,9 +1290,9 @@ async fn bench(cfg: Config) {
         "  write requests                    {:>8}      target 0          {}",
         quiet_writes.len(),
         if quiet_ok {
-            "PASS".to_string()
+            verdict(true).to_string()
         } else {
-            format!("MISS ({} over)", quiet_writes.len())
+            format!("{} ({} over)", verdict(false), quiet_writes.len())
         }
     );
     for w in quiet_writes.iter().take(50) {
@@ -1465,7 +1434,6 @@ async fn bench(cfg: Config) {
         println!("    {}", line.chars().take(300).collect::<String>());
     }
 
-    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
     println!(
         "\nsummary: sync {} | RSS after sync {} | RSS after churn {} | quiet writes {}",
         verdict(sync_ok),
@@ -1520,19 +1488,9 @@ async fn bench(cfg: Config) {
             "log_warn_lines": warnings, "log_error_lines": errors,
         },
     });
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::repo().join("target"))
-        .join("bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("scale.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    )
-    .expect("write scale.json");
+    let path = file.write(report);
     // The plane's folder goes with it; keep the operator's log to read.
-    let log_copy = dir.join("scale-operator.log");
+    let log_copy = path.with_file_name("scale-operator.log");
     std::fs::write(&log_copy, &log).expect("write the operator log copy");
     println!(
         "figures written to {}, the operator's log to {}",

@@ -3,16 +3,15 @@
 //! tests/fixtures/invalid with a message naming the field, and objects
 //! already stored are untouched by the refused writes.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Output;
 
+use common::{repo, wait_for};
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use kube::Api;
 use testplane::ControlPlane;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -217,23 +216,29 @@ async fn the_api_server_accepts_every_example_and_refuses_every_bad_input() {
     assert!(clusters.get_opt("bad").await.unwrap().is_none());
 }
 
+/// `kubectl explain what`. The apiserver publishes a new CRD's OpenAPI a
+/// moment after it is Established: waits until explain finds it.
+async fn explain(plane: &ControlPlane, what: &str) -> String {
+    wait_for(
+        &format!("kubectl explain {what}"),
+        std::time::Duration::from_secs(20),
+        || async {
+            let out = plane.kubectl().args(["explain", what]).output().unwrap();
+            if out.status.success() {
+                Ok(text(&out))
+            } else {
+                Err(text(&out))
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn kubectl_explain_shows_the_field_docs() {
     let plane = ControlPlane::start_named("explain").await.unwrap();
     install_crds_and_examples(&plane).await;
-    // The apiserver publishes a new CRD's OpenAPI a moment after it is
-    // Established: retry until explain finds it.
-    let explain = |what: &str| {
-        for _ in 0..100 {
-            let out = plane.kubectl().args(["explain", what]).output().unwrap();
-            if out.status.success() {
-                return text(&out);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        panic!("kubectl explain {what} never found the resource");
-    };
-    let spec = explain("meshcluster.spec");
+    let spec = explain(&plane, "meshcluster.spec").await;
     for fragment in [
         "clusterName",
         "The Istio cluster name",
@@ -243,7 +248,7 @@ async fn kubectl_explain_shows_the_field_docs() {
     ] {
         assert!(spec.contains(fragment), "`{fragment}` missing in:\n{spec}");
     }
-    let policy = explain("dualstackpolicy.spec.ipFamilies");
+    let policy = explain(&plane, "dualstackpolicy.spec.ipFamilies").await;
     assert!(policy.contains("primary first"), "{policy}");
 }
 

@@ -93,9 +93,13 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         &[("kubeconfig", &beta_kubeconfig)],
     )
     .await;
-    // A kubeconfig that would make the operator run a command.
+    // A kubeconfig that would make the operator run a command, which would
+    // leave a file in this test's own folder.
+    let canary = tempfile::tempdir().unwrap();
+    let pwned = canary.path().join("pwned");
+    let exec_command = format!("touch {}", pwned.display());
     let exec_kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: g\n  cluster:\n    server: {}\ncontexts:\n- name: g\n  context: {{cluster: g, user: g}}\ncurrent-context: g\nusers:\n- name: g\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"-c\", \"touch /tmp/pwned\"]\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: g\n  cluster:\n    server: {}\ncontexts:\n- name: g\n  context: {{cluster: g, user: g}}\ncurrent-context: g\nusers:\n- name: g\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"-c\", \"{exec_command}\"]\n",
         beta.server_url()
     );
     put_secret(
@@ -188,7 +192,7 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     )
     .await;
     assert!(message.contains("exec"), "{message}");
-    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    assert!(!pwned.exists(), "the exec kubeconfig ran its command");
 
     // Rotation reaches beta.
     put_secret(
@@ -220,8 +224,20 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
         message.contains("gloo-mesh/relay-root-tls-secret"),
         "{message}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    wait_secret(&b, "relay-root-tls-secret", &[("ca.crt", CA)]).await;
+    // The reconcile that reported it would have deleted the copy before
+    // writing that status: beta's API server saw no delete of it, and holds
+    // it unchanged.
+    let deletes: Vec<_> = beta
+        .writes_by(testplane::ADMIN_USER)
+        .expect("beta's audit log")
+        .into_iter()
+        .filter(|w| w.verb == "delete" && w.resource == "secrets")
+        .collect();
+    assert_eq!(deletes, Vec::new(), "beta's copy was deleted");
+    assert_eq!(
+        secret_data(&b, "gloo-mesh", "relay-root-tls-secret").await,
+        Some(BTreeMap::from([("ca.crt".to_string(), CA.to_string())]))
+    );
     put_secret(
         &a,
         "gloo-mesh",
@@ -257,7 +273,10 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     wait_secret(&b, "relay-identity-token-secret", &[("token", TOKEN_1)]).await;
     assert!(operator.pid().is_some());
 
-    // No secret value, token or kubeconfig credential in the whole log.
+    // No secret value, token or kubeconfig credential, whole, anywhere a
+    // reader of the clusters or of the log could see it: the operator's log,
+    // the Events of both clusters, and the MeshClusters' and policies'
+    // status.
     let log = operator.log();
     assert!(
         log.contains("synced Secret"),
@@ -265,30 +284,79 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     );
     let kc: serde_json::Value = serde_saphyr::from_str(&beta_kubeconfig).unwrap();
     let user = &kc["users"][0]["user"];
-    let mut needles = vec![
+    let secrets: Vec<String> = vec![
         TOKEN_1.to_string(),
         TOKEN_2.to_string(),
-        "relayROOTcaDATA".to_string(),
-        "relaySERVERprivateKEY".to_string(),
+        CA.to_string(),
+        TLS_KEY.to_string(),
         "tampered".to_string(),
+        beta_kubeconfig.clone(),
+        exec_kubeconfig.clone(),
         user["client-key-data"].as_str().unwrap().to_string(),
         user["client-certificate-data"]
             .as_str()
             .unwrap()
             .to_string(),
-        "touch /tmp/pwned".to_string(),
+        exec_command.clone(),
     ];
-    // Also their base64 forms as they travel in Secret JSON.
+    // Each as it is, as JSON escapes it (logs and objects are JSON here), and
+    // base64-encoded as it travels in a Secret's data.
     use base64::Engine as _;
-    for raw in [TOKEN_1, TOKEN_2, CA] {
-        needles.push(base64::engine::general_purpose::STANDARD.encode(raw));
+    let mut needles = Vec::new();
+    for secret in &secrets {
+        let json = serde_json::to_string(secret).unwrap();
+        needles.push(secret.clone());
+        needles.push(json[1..json.len() - 1].to_string());
+        needles.push(base64::engine::general_purpose::STANDARD.encode(secret));
     }
-    for needle in &needles {
-        let short: String = needle.chars().take(24).collect();
-        assert!(
-            !log.contains(&short),
-            "the operator log contains secret material {short:?}"
-        );
+    // And the distinctive middles of the PEM values, in case a part leaks.
+    needles.extend(["relayROOTcaDATA", "relaySERVERprivateKEY"].map(String::from));
+    let events = |client: Client| async move {
+        let list = Api::<k8s_openapi::api::core::v1::Event>::all(client)
+            .list(&Default::default())
+            .await
+            .expect("list Events");
+        serde_json::to_string(&list.items).unwrap()
+    };
+    let alpha_events = events(a.clone()).await;
+    let beta_events = events(b.clone()).await;
+    let statuses = serde_json::to_string(&(
+        Api::<MeshCluster>::all(a.clone())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|mc| mc.status)
+            .collect::<Vec<_>>(),
+        Api::<DualStackPolicy>::all(a.clone())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.status)
+            .collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    assert!(
+        alpha_events.contains("KubeconfigRefused") && statuses.contains("KubeconfigRefused"),
+        "the Events and status searched are the ones this test caused"
+    );
+    for (what, haystack) in [
+        ("the operator log", &log),
+        ("alpha's Events", &alpha_events),
+        ("beta's Events", &beta_events),
+        ("the MeshClusters' and policies' status", &statuses),
+    ] {
+        for needle in &needles {
+            assert!(
+                !haystack.contains(needle.as_str()),
+                "{what} contains secret material ({} characters, starting {:?})",
+                needle.len(),
+                needle.chars().take(8).collect::<String>()
+            );
+        }
     }
 }
 

@@ -5,17 +5,13 @@
 //! switches exactly when the policy is dual-stack. Bounded in `make test` by
 //! the case count; raise it with PROPTEST_CASES for a longer run.
 
+mod common;
+
+use common::example;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use dualmesh::desired::istio_operator;
 use dualmesh::desired::validate::{validate_mesh_cluster, validate_policy};
 use proptest::prelude::*;
-
-fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(file);
-    serde_saphyr::from_str(&std::fs::read_to_string(path).expect("example")).expect("parses")
-}
 
 /// Mostly plausible, sometimes hostile strings: empty, unicode, YAML
 /// specials, very long.
@@ -269,12 +265,15 @@ fn any_input_is_refused_by_field_or_renders_deterministically() {
         .expect("spawn")
         .join()
         .expect("no failing input");
-    // Not a vacuous pass: a fair share (about 30%) got as far as rendering.
+    // Not a vacuous pass: about a quarter of the inputs get as far as
+    // rendering (258 of 1000 in one run). The bound, a fifth, is four
+    // standard deviations below that share at the default 1000 cases.
     let rendered = RENDERED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{rendered} of {} inputs rendered", cases());
     assert!(
-        rendered * 20 >= cases() as usize,
-        "only {rendered} inputs rendered"
+        rendered * 5 >= cases() as usize,
+        "only {rendered} of {} inputs rendered, less than a fifth",
+        cases()
     );
 }
 
@@ -312,9 +311,12 @@ fn any_field_of_an_example_replaced_by_any_value_never_panics() {
     mutated_examples_never_panic();
     let rendered = MUTANTS_RENDERED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{rendered} of {} mutated inputs rendered", cases());
-    // Most single mutations break a type; about 3% still render.
+    // Most single mutations break a type; about 3% still render (28 of 1000
+    // in one run). The bound, 1%, is three and a half standard deviations
+    // below that share at the default 1000 cases: no closer without flaking.
     assert!(
         rendered * 100 >= cases() as usize,
-        "only {rendered} mutants rendered"
+        "only {rendered} of {} mutants rendered, less than 1%",
+        cases()
     );
 }

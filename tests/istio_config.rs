@@ -9,35 +9,20 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dualmesh::api::{DualStackPolicy, DualStackPolicySpec, MeshCluster};
-use dualmesh::desired::istio_operator::{self, Rendered};
-use dualmesh::desired::validate::{validate_mesh_cluster, validate_policy};
+use dualmesh::api::{DualStackPolicy, MeshCluster};
+use dualmesh::desired::istio_operator::Rendered;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use testplane::ControlPlane;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn render(mc: &MeshCluster, policy: &DualStackPolicySpec) -> Rendered {
-    let mc = validate_mesh_cluster(&mc.spec).expect("valid MeshCluster");
-    let policy = validate_policy(policy).expect("valid policy");
-    istio_operator::build(&mc, &policy)
-}
-
 async fn config_map(client: &Client, name: &str) -> Option<ConfigMap> {
-    Api::<ConfigMap>::namespaced(client.clone(), "istio-system")
+    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
         .get_opt(name)
         .await
         .expect("get ConfigMap")
-}
-
-fn yaml_of(cm: &ConfigMap) -> String {
-    cm.data
-        .as_ref()
-        .and_then(|d| d.get("istiooperator.yaml"))
-        .cloned()
-        .unwrap_or_default()
 }
 
 async fn wait_published(client: &Client, cm_name: &str, want: &Rendered) {
@@ -46,8 +31,8 @@ async fn wait_published(client: &Client, cm_name: &str, want: &Rendered) {
         WAIT,
         || async {
             match config_map(client, cm_name).await {
-                Some(cm) if yaml_of(&cm) == want.yaml => Ok(()),
-                Some(cm) => Err(format!("stale:\n{}", yaml_of(&cm))),
+                Some(cm) if published_yaml(&cm) == want.yaml => Ok(()),
+                Some(cm) => Err(format!("stale:\n{}", published_yaml(&cm))),
                 None => Err("absent".into()),
             }
         },
@@ -80,14 +65,6 @@ async fn set_policy_spec(client: &Client, name: &str, spec: &serde_json::Value) 
     api.replace(name, &Default::default(), &policy)
         .await
         .expect("replace policy");
-}
-
-fn istio_operators(client: &Client) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("install.istio.io", "v1alpha1", "IstioOperator"),
-        "istiooperators",
-    );
-    Api::namespaced_with(client.clone(), "istio-system", &resource)
 }
 
 #[tokio::test]
@@ -186,6 +163,15 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
 
     // An invalid policy (overlapping CIDRs: CEL cannot see it) sets
     // Valid=False naming the field and leaves the last good config alone.
+    // The operator's writes of the ConfigMap, from the audit log: none may
+    // come while the policy is invalid, nor when it is fixed to what it was.
+    let config_map_writes = || {
+        operator_writes(&plane)
+            .iter()
+            .filter(|w| *w == &format!("patch configmaps {ISTIO_NS}/alpha-istiooperator"))
+            .count()
+    };
+    let writes_before_invalid = config_map_writes();
     let mut bad = dual_spec.clone();
     bad["addressPlan"]["ipv6"]["podCIDR"] = "fd00:10:96::/104".into();
     set_policy_spec(&client, "ipv6-only", &bad).await;
@@ -204,9 +190,11 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
         mc.status.unwrap().istio_config_hash.as_deref(),
         Some(second.hash.as_str())
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The reconcile that wrote Valid=False wrote the ConfigMap before its
+    // status, if at all: it did not.
+    assert_eq!(config_map_writes(), writes_before_invalid);
     assert_eq!(
-        yaml_of(&config_map(&client, "alpha-istiooperator").await.unwrap()),
+        published_yaml(&config_map(&client, "alpha-istiooperator").await.unwrap()),
         second.yaml
     );
     wait_for("policy Valid=False", WAIT, || async {
@@ -229,6 +217,11 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
     // Fixed again -> Valid, same config (no change needed).
     set_policy_spec(&client, "ipv6-only", &dual_spec).await;
     wait_condition(&client, "alpha", "Ready", "True", "Ready").await;
+    assert_eq!(
+        config_map_writes(),
+        writes_before_invalid,
+        "the ConfigMap was written while the policy was invalid or after the fix"
+    );
 
     // The IstioOperator CRD appears -> the object is published too.
     install_crd(&client, ISTIO_OPERATOR_CRD).await;
@@ -259,19 +252,19 @@ async fn publishes_follows_the_policy_keeps_the_last_good_config_and_cleans_up()
     );
 
     // Someone edits the published ConfigMap: it is repaired.
-    Api::<ConfigMap>::namespaced(client.clone(), "istio-system")
+    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
         .patch(
             "alpha-istiooperator",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"data": {"istiooperator.yaml": "edited"}})),
+            &Patch::Merge(serde_json::json!({"data": {CONFIG_MAP_KEY: "edited"}})),
         )
         .await
         .unwrap();
     wait_published(&client, "alpha-istiooperator", &second).await;
 
-    // Steady state: no write requests from the operator for 30 s.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = operator_writes(&plane);
+    // Steady state: no write requests from the operator for 30 s, once the
+    // writes the repair caused (its queued Events too) have all arrived.
+    let before = wait_writes_settled(&plane, WAIT).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let after = operator_writes(&plane);
     assert!(
@@ -365,13 +358,13 @@ async fn invalid_or_foreign_input_publishes_nothing() {
     create_meshcluster(&client, &twice).await;
 
     // A MeshCluster whose ConfigMap name is taken by someone else's object.
-    create_namespace(&client, "istio-system").await;
+    create_namespace(&client, ISTIO_NS).await;
     let foreign: ConfigMap = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "taken-istiooperator", "namespace": "istio-system"},
-        "data": {"istiooperator.yaml": "mine"}
+        "metadata": {"name": "taken-istiooperator", "namespace": ISTIO_NS},
+        "data": {CONFIG_MAP_KEY: "mine"}
     }))
     .unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), "istio-system")
+    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
         .create(&Default::default(), &foreign)
         .await
         .unwrap();
@@ -413,7 +406,7 @@ async fn invalid_or_foreign_input_publishes_nothing() {
     assert!(config_map(&client, "lost-istiooperator").await.is_none());
     assert!(config_map(&client, "twice-istiooperator").await.is_none());
     let cm = config_map(&client, "taken-istiooperator").await.unwrap();
-    assert_eq!(yaml_of(&cm), "mine");
+    assert_eq!(published_yaml(&cm), "mine");
     assert_eq!(cm.metadata.labels, None);
 
     // Fixing the reference publishes.

@@ -121,10 +121,12 @@ fn tools_bin() -> PathBuf {
 }
 
 fn istioctl(args: &[&str], file: &Path) -> (bool, String) {
+    // istioctl writes under $HOME: a folder of this call's own.
+    let home = tempfile::tempdir().unwrap();
     let out = Command::new(tools_bin().join("istioctl"))
         .args(args)
         .arg(file)
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", home.path())
         .output()
         .unwrap();
     let text = format!(

@@ -24,6 +24,16 @@ NS=dualmesh-system
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+# Namespaces by server-side apply, as the CRDs: dualmesh applies istio-system
+# and gloo-mesh itself (server-side), and a client-side `kubectl apply` on an
+# object created that way warns that it lacks the last-applied annotation.
+namespace() { # kubectl-prefix name
+  $1 apply --server-side -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $2}
+EOF
+}
 
 STARTED_PLANES=""
 STARTED_DUALMESH=""
@@ -55,8 +65,8 @@ run $A apply --server-side -f crds/
 run $A wait --for condition=established --timeout=30s crd/meshclusters.dualmesh.io crd/dualstackpolicies.dualmesh.io
 
 step "Trust material on alpha (seed 000: the Gloo Mesh relay root CA and token) and beta's kubeconfig"
-$A create namespace $NS --dry-run=client -o yaml | $A apply -f - >/dev/null
-$A create namespace gloo-mesh --dry-run=client -o yaml | $A apply -f - >/dev/null
+namespace "$A" $NS
+namespace "$A" gloo-mesh
 ca=$(printf -- '-----BEGIN CERTIFICATE-----\nMIIBdemoROOTca\n-----END CERTIFICATE-----\n')
 $A -n gloo-mesh create secret generic relay-root-tls-secret --from-literal=ca.crt="$ca" --dry-run=client -o yaml | $A apply -f -
 $A -n gloo-mesh create secret generic relay-identity-token-secret --from-literal=token=demo-token-1 --dry-run=client -o yaml | $A apply -f -
@@ -113,7 +123,7 @@ EOF
 }
 gateway() { # kubectl-prefix
   local k=$1
-  $k create namespace istio-system --dry-run=client -o yaml | $k apply -f - >/dev/null
+  namespace "$k" istio-system
   $k apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Service

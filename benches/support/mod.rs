@@ -1,8 +1,11 @@
-//! What the benchmarks share: latency summaries (p50/p95/p99), and the
-//! operator process's resident memory and CPU time read from /proc.
+//! What the benchmarks share: latency summaries (p50/p95/p99), the
+//! operator process's resident memory and CPU time read from /proc, and the
+//! one report builder ([`ReportFile`], [`verdict`]) that writes each run's
+//! figures to `target/bench/<name>.json` with when, where and on what it ran.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// p50 / p95 / p99 / max of a set of samples (nearest-rank percentiles).
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +108,98 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// PASS or MISS, as every report prints a target check.
+pub fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Cargo's target folder (`$CARGO_TARGET_DIR`, relative to the repository,
+/// or `target/`).
+pub fn target_dir() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => repo.join(dir),
+        None => repo.join("target"),
+    }
+}
+
+/// `git describe --always --dirty` of the repository, when git answers.
+pub fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The figures file of one benchmark run: started when the run starts, so
+/// that it records the machine's load before and after and how long it took.
+pub struct ReportFile {
+    name: &'static str,
+    started: Instant,
+    load_start: String,
+}
+
+impl ReportFile {
+    pub fn start(name: &'static str) -> Self {
+        ReportFile {
+            name,
+            started: Instant::now(),
+            load_start: loadavg(),
+        }
+    }
+
+    /// The load average when the run started.
+    pub fn load_start(&self) -> &str {
+        &self.load_start
+    }
+
+    /// How long the run has taken so far.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Writes `figures` (a JSON object) with the run's context (benchmark,
+    /// git revision, time, cores, load at start and end, seconds taken) to
+    /// `target/bench/<name>.json`; returns the path.
+    pub fn write(&self, figures: serde_json::Value) -> PathBuf {
+        let serde_json::Value::Object(figures) = figures else {
+            panic!("the figures of a report are a JSON object");
+        };
+        let mut doc = serde_json::json!({
+            "benchmark": self.name,
+            "git": git_revision(),
+            "unix_time": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "load_start": self.load_start,
+            "load_end": loadavg(),
+            "took_s": self.started.elapsed().as_secs_f64(),
+        });
+        doc.as_object_mut().expect("an object").extend(figures);
+        let dir = target_dir().join("bench");
+        std::fs::create_dir_all(&dir).expect("create target/bench");
+        let path = dir.join(format!("{}.json", self.name));
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&doc).expect("JSON") + "\n",
+        )
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
 }
 
 #[cfg(test)]

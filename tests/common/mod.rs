@@ -1,15 +1,24 @@
 //! Helpers shared by the integration tests that run the operator: CRDs in,
-//! examples in, the operator as a process with its own identity, polling.
+//! examples in, the operator as a process with its own identity, polling,
+//! what dualmesh renders and publishes, and the constants of its contract
+//! (imported from dualmesh, never retyped). [`chaos`] holds what the fault
+//! tests share.
 #![allow(dead_code)]
+
+pub mod chaos;
+pub mod charts;
+pub mod rbac;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::api::core::v1::Namespace;
+use dualmesh::api::{DualStackPolicy, DualStackPolicySpec, MeshCluster};
+use dualmesh::desired::istio_operator::{self, Rendered};
+use dualmesh::desired::validate::{validate_mesh_cluster, validate_policy};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use testplane::ControlPlane;
 use testplane::operator::Operator;
@@ -20,6 +29,18 @@ pub const OPERATOR_USER: &str = "dualmesh-operator";
 pub const NS: &str = "dualmesh-system";
 /// The log filter tests run the operator with unless they need more.
 pub const LOG: &str = "info,dualmesh=debug";
+/// The Istio namespace of the examples (where IstioOperators are published).
+pub const ISTIO_NS: &str = "istio-system";
+
+// dualmesh's contract with what it writes, from the one place that defines
+// each (a test that retyped them would not notice a change). Each test
+// binary uses some of them.
+#[allow(unused_imports)]
+pub use dualmesh::controller::FINALIZER;
+#[allow(unused_imports)]
+pub use dualmesh::controller::publish::{CONFIG_MAP_KEY, HASH_ANNOTATION, OWNER_ANNOTATION};
+#[allow(unused_imports)]
+pub use dualmesh::desired::istio_operator::{MANAGED_BY, MESH_CLUSTER_LABEL};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -195,6 +216,30 @@ pub fn operator_writes(plane: &ControlPlane) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the operator's writes (from the audit log) stopped arriving:
+/// none new for 1 s (its Events are sent from a queue, after the status
+/// they tell of); returns them. Panics when that does not happen `within`.
+pub async fn wait_writes_settled(plane: &ControlPlane, within: Duration) -> Vec<String> {
+    const STILL: Duration = Duration::from_secs(1);
+    let deadline = Instant::now() + within;
+    let mut last = operator_writes(plane);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = operator_writes(plane);
+        if now.len() != last.len() {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= STILL {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator kept writing for {within:?}: {:?}",
+            &last[last.len().saturating_sub(10)..]
+        );
+    }
+}
+
 /// The condition `type_` of a MeshCluster as `(status, reason, message)`.
 pub fn condition(mc: &MeshCluster, type_: &str) -> Option<(String, String, String)> {
     mc.status
@@ -367,7 +412,6 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// field manager `test`), creating the namespace first.
 pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
     use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::Secret;
     create_namespace(client, ns).await;
     let data: std::collections::BTreeMap<String, ByteString> = data
         .iter()
@@ -442,4 +486,44 @@ pub async fn wait_holder(client: &Client, want: &str, within: Duration) -> Durat
     })
     .await;
     start.elapsed()
+}
+
+/// What dualmesh renders for `mc` under `policy` (both must be valid): the
+/// expected content of what it publishes.
+pub fn render(mc: &MeshCluster, policy: &DualStackPolicySpec) -> Rendered {
+    let mc = validate_mesh_cluster(&mc.spec).expect("valid MeshCluster");
+    let policy = validate_policy(policy).expect("valid policy");
+    istio_operator::build(&mc, &policy)
+}
+
+/// The IstioOperator YAML a published ConfigMap holds ("" when none).
+pub fn published_yaml(cm: &ConfigMap) -> String {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(CONFIG_MAP_KEY))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// IstioOperators (`install.istio.io/v1alpha1`) in [`ISTIO_NS`].
+pub fn istio_operators(client: &Client) -> Api<DynamicObject> {
+    let (group, version) = dualmesh::istio::API_VERSION
+        .split_once('/')
+        .expect("group/version");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, dualmesh::istio::KIND),
+        "istiooperators",
+    );
+    Api::namespaced_with(client.clone(), ISTIO_NS, &resource)
+}
+
+/// Key `key` of Secret `ns/name` as text; None when the Secret or the key
+/// is absent (or the API server does not answer).
+pub async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let value = secret.data?.remove(key)?;
+    Some(String::from_utf8_lossy(&value.0).into_owned())
 }

@@ -4,8 +4,8 @@
 //!
 //! Each [`ControlPlane`] is independent: its own etcd, its own certificates
 //! (generated here with rcgen), its own free loopback ports and an admin
-//! kubeconfig. Dropping it stops both processes and removes its files, also
-//! when a test panics; a panicking test gets the tail of the apiserver log on
+//! kubeconfig. Dropping it stops both processes (the API server first, see
+//! [`stop`]) and removes its files, also when a test panics; a panicking test gets the tail of the apiserver log on
 //! stderr, and the whole log is kept for reading afterwards.
 //!
 //! There is no kubelet, scheduler or controller-manager: tests create Nodes
@@ -16,10 +16,13 @@
 
 pub mod kubelet;
 pub mod operator;
+pub mod retry;
+pub mod stop;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,11 +38,22 @@ use rcgen::{
 /// clusters dualmesh is for. The IPv6 /112 is within kube-apiserver's /108 limit.
 pub const SERVICE_CIDRS: &str = "10.96.0.0/16,fd00:10:96::/112";
 
+/// The user of the admin kubeconfig (client certificate CN, in
+/// `system:masters`), as the audit log names it.
+pub const ADMIN_USER: &str = "testplane-admin";
+
 /// How long to wait for `/readyz` before giving up on a start.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Lines of apiserver log printed when a test fails.
 const LOG_TAIL_LINES: usize = 40;
+
+/// How long kube-apiserver may take to exit after SIGTERM (with its etcd
+/// still up: a few seconds at most) before it is killed.
+pub const APISERVER_GRACE: Duration = Duration::from_secs(20);
+
+/// How long etcd may take to exit after SIGTERM before it is killed.
+pub const ETCD_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything that can go wrong while starting or driving a plane.
 #[derive(thiserror::Error)]
@@ -205,6 +219,8 @@ pub struct ControlPlane {
     etcd: Option<Child>,
     apiserver: Option<Child>,
     apiserver_args: Vec<String>,
+    /// Whether its processes run in a process group of their own.
+    own_group: bool,
     port: u16,
     kubeconfig: Kubeconfig,
     detached: bool,
@@ -272,7 +288,16 @@ impl ControlPlane {
         fs::write(root.join("audit-policy.yaml"), AUDIT_POLICY)
             .map_err(io("write audit-policy.yaml"))?;
         let etcd_log = fs::File::create(root.join("etcd.log")).map_err(io("create etcd.log"))?;
-        let etcd = Command::new(bin.join("etcd"))
+        // Planes kept for `make dev-up` get their own process group: a Ctrl-C
+        // in the terminal that started them must not reach etcd and the API
+        // server together (the API server's shutdown then hangs); `testplane
+        // down` stops them in order.
+        let own_group = opts.dir.is_some();
+        let mut etcd = Command::new(bin.join("etcd"));
+        if own_group {
+            etcd.process_group(0);
+        }
+        let etcd = etcd
             .args([
                 format!("--name={name}"),
                 format!("--data-dir={}", root.join("etcd").display()),
@@ -346,6 +371,7 @@ impl ControlPlane {
             etcd: Some(etcd),
             apiserver: None,
             apiserver_args: args,
+            own_group,
             port,
             kubeconfig,
             detached: false,
@@ -361,7 +387,11 @@ impl ControlPlane {
             .append(true)
             .open(self.apiserver_log())
             .map_err(io("open apiserver.log"))?;
-        let child = Command::new(self.bin.join("kube-apiserver"))
+        let mut cmd = Command::new(self.bin.join("kube-apiserver"));
+        if self.own_group {
+            cmd.process_group(0);
+        }
+        let child = cmd
             .args(&self.apiserver_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("clone apiserver log"))?)
@@ -414,7 +444,9 @@ impl ControlPlane {
 
     fn not_ready(&mut self, reason: String) -> Error {
         let tail = self.log_tail(LOG_TAIL_LINES);
-        self.kill_all();
+        for line in self.stop_all() {
+            eprintln!("{line}");
+        }
         Error::NotReady {
             name: self.name.clone(),
             reason,
@@ -489,10 +521,23 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// Path of the API server's audit log.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// The audit log's text. A missing or unreadable log is an error, never
+    /// "no requests": the API server writes it (blocking) before it answers
+    /// its first request, so a plane that answered has one.
+    pub fn audit_text(&self) -> Result<String> {
+        let path = self.audit_log();
+        fs::read_to_string(&path).map_err(io(format!("read the audit log {}", path.display())))
+    }
+
     /// Every write request `user` made so far, from the API server's audit
-    /// log (complete responses only).
+    /// log (complete responses only). Fails when the log cannot be read.
     pub fn writes_by(&self, user: &str) -> Result<Vec<Write>> {
-        let text = fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        let text = self.audit_text()?;
         let mut out = Vec::new();
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -583,13 +628,45 @@ impl ControlPlane {
         tail(&self.apiserver_log(), lines)
     }
 
-    fn kill_all(&mut self) {
-        self.kill_apiserver();
-        if let Some(mut child) = self.etcd.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// Stops kube-apiserver, then etcd (see [`stop`]); returns a line for
+    /// each process that had to be killed or still runs.
+    fn stop_all(&mut self) -> Vec<String> {
+        let mut complaints = Vec::new();
+        for (what, child, grace) in [
+            ("kube-apiserver", self.apiserver.take(), APISERVER_GRACE),
+            ("etcd", self.etcd.take(), ETCD_GRACE),
+        ] {
+            let Some(mut child) = child else { continue };
+            let stopped = stop::stop(&mut child, grace);
+            complaints.extend(stop::complaint(&self.name, what, child.id(), stopped));
         }
+        complaints
     }
+}
+
+/// Stops the processes of a plane known only by their PIDs (`testplane
+/// down`): kube-apiserver first, then etcd, each SIGTERM then SIGKILL after
+/// its grace period. A PID whose process is no longer etcd or kube-apiserver
+/// (the PID file outlived a reboot) is left alone. Returns, for each PID,
+/// how it was stopped and what it was.
+pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, stop::Stopped)> {
+    let mut known: Vec<(u32, String)> = pids
+        .iter()
+        .map(|&pid| (pid, stop::comm(pid).unwrap_or_default()))
+        .collect();
+    // The API server before its etcd, whatever the file's order.
+    known.sort_by_key(|(_, comm)| comm != "kube-apiserver");
+    known
+        .into_iter()
+        .map(|(pid, comm)| {
+            let stopped = match comm.as_str() {
+                "kube-apiserver" => stop::stop(&mut stop::Pid(pid), APISERVER_GRACE),
+                "etcd" => stop::stop(&mut stop::Pid(pid), ETCD_GRACE),
+                _ => stop::Stopped::NotRunning,
+            };
+            (pid, comm, stopped)
+        })
+        .collect()
 }
 
 impl Drop for ControlPlane {
@@ -613,7 +690,9 @@ impl Drop for ControlPlane {
                 self.log_tail(LOG_TAIL_LINES)
             );
         }
-        self.kill_all();
+        for line in self.stop_all() {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -680,7 +759,7 @@ impl Certs {
         let mut admin = CertificateParams::new(Vec::<String>::new())?;
         admin
             .distinguished_name
-            .push(DnType::CommonName, "testplane-admin");
+            .push(DnType::CommonName, ADMIN_USER);
         admin
             .distinguished_name
             .push(DnType::OrganizationName, "system:masters");

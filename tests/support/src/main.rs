@@ -5,12 +5,18 @@
 //! testplane up   --dir .dev alpha beta   # writes .dev/<name>.kubeconfig and .dev/<name>.pids
 //! testplane down --dir .dev              # stops every plane with a PID file in .dev
 //! ```
+//!
+//! `down` stops each plane's kube-apiserver before its etcd, kills what does
+//! not exit in time (and says so), and keeps the PID file of a plane whose
+//! processes still run, so a second `down` can try again.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use testplane::{ControlPlane, PlaneOptions};
+use testplane::stop::{Stopped, complaint};
+use testplane::{ControlPlane, PlaneOptions, stop_pids};
+use tokio::signal::unix::{SignalKind, signal};
 
 fn usage() -> ExitCode {
     eprintln!("usage: testplane up --dir DIR NAME...\n       testplane down --dir DIR");
@@ -50,7 +56,24 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
             dir: Some(dir.join(name)),
             ..PlaneOptions::named(name)
         };
-        let plane = match ControlPlane::start(opts).await {
+        // Interrupted while starting: dropping the start stops what it began
+        // (the planes already up have their PID files for `down`).
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            eprintln!("failed to listen for SIGTERM");
+            return ExitCode::FAILURE;
+        };
+        let started_plane = tokio::select! {
+            started = ControlPlane::start(opts) => started,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("{name}: interrupted while starting; stopped it");
+                return ExitCode::from(130);
+            }
+            _ = term.recv() => {
+                eprintln!("{name}: terminated while starting; stopped it");
+                return ExitCode::from(143);
+            }
+        };
+        let plane = match started_plane {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("{name}: {e}");
@@ -87,34 +110,53 @@ fn down(dir: &Path) -> ExitCode {
         println!("nothing to stop in {}", dir.display());
         return ExitCode::SUCCESS;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "pids") {
-            continue;
-        }
+    let mut code = ExitCode::SUCCESS;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pids"))
+        .collect();
+    files.sort();
+    for path in files {
         let name = path
             .file_stem()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let pids = std::fs::read_to_string(&path).unwrap_or_default();
-        for pid in pids.split_whitespace() {
-            // The PID file may be stale (a reboot): `kill` failing is fine.
-            let _ = Command::new("kill").arg(pid).status();
-        }
-        // kube-apiserver shuts down gracefully, which takes a few seconds:
-        // return only once both processes are gone.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while pids
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("{name}: failed to read {}: {e}", path.display());
+                code = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        let pids: Vec<u32> = text
             .split_whitespace()
-            .any(|p| Path::new("/proc").join(p).exists())
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let mut still_running = Vec::new();
+        for (pid, comm, stopped) in stop_pids(&pids) {
+            if let Some(line) = complaint(&name, &comm, pid, stopped) {
+                eprintln!("{line}");
+            }
+            if stopped == Stopped::StillRunning {
+                still_running.push(pid.to_string());
+            }
+        }
+        if !still_running.is_empty() {
+            // Never forget a process that still runs: keep only its PIDs.
+            let _ = std::fs::write(&path, still_running.join("\n") + "\n");
+            eprintln!(
+                "{name}: NOT stopped; kept {} (run `testplane down` again)",
+                path.display()
+            );
+            code = ExitCode::FAILURE;
+            continue;
         }
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(dir.join(format!("{name}.kubeconfig")));
         println!("{name}: stopped");
     }
-    ExitCode::SUCCESS
+    code
 }
