@@ -202,7 +202,7 @@ pub async fn reconcile(
                         format!(
                             "the API server refused externalIPs [{}] on Service {service_ref}: {}",
                             merged.join(", "),
-                            s.message
+                            crate::desired::redact::api_error(s.code, &s.reason)
                         ),
                     ),
                     status: Some(status_from(&selection.external_ips)),

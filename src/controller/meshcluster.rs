@@ -323,7 +323,7 @@ async fn gateway_job(
             out.found.push(Found::fail(
                 types::GATEWAY_ADDRESSES_READY,
                 reason::APPLY_FAILED,
-                e.to_string(),
+                super::ssa::describe(&e),
             ));
             Err(Error::Kube(e))
         }
@@ -354,7 +354,7 @@ async fn secrets_job(
             out.found.push(Found::fail(
                 types::SECRETS_SYNCED,
                 reason::SYNC_FAILED,
-                e.to_string(),
+                super::ssa::describe(&e),
             ));
             Err(Error::Kube(e))
         }
@@ -423,7 +423,7 @@ async fn publish_istio(
             out.found.push(Found::fail(
                 types::ISTIO_CONFIG_APPLIED,
                 reason::APPLY_FAILED,
-                e.to_string(),
+                e.describe(),
             ));
             Err(Error::Message(format!("publishing the IstioOperator: {e}")))
         }

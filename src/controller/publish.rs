@@ -103,6 +103,17 @@ pub enum PublishError {
     Api(#[from] kube::Error),
 }
 
+impl PublishError {
+    /// The text for a condition: dualmesh's own words for an object that is
+    /// not ours, never an API server's message ([`ssa::describe`]).
+    pub fn describe(&self) -> String {
+        match self {
+            PublishError::NotOurs { .. } => self.to_string(),
+            PublishError::Api(e) => ssa::describe(e),
+        }
+    }
+}
+
 fn istio_operator_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("install.istio.io", "v1alpha1", "IstioOperator"),

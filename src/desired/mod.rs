@@ -6,5 +6,6 @@ pub mod conditions;
 pub mod gateway_addresses;
 pub mod istio_operator;
 pub mod kubeconfig;
+pub mod redact;
 pub mod secret_sync;
 pub mod validate;
