@@ -32,16 +32,16 @@ kind: Config
 clusters:
 - name: beta
   cluster:
-server: {server}
-certificate-authority-data: {CA}
+    server: {server}
+    certificate-authority-data: {CA}
 {cluster_extra}users:
 - name: beta-admin
   user:
 {user}contexts:
 - name: beta
   context:
-cluster: beta
-user: beta-admin
+    cluster: beta
+    user: beta-admin
 {current}"
     )
 }
@@ -143,9 +143,9 @@ fn refusals() -> Vec<(&'static str, Vec<u8>, VetError)> {
     let file_why = "is a file path, which dualmesh does not read";
     let creds = "use token or client-certificate-data and client-key-data";
     let exec = "    exec:
-  apiVersion: client.authentication.k8s.io/v1
-  command: /bin/sh
-  args: [\"-c\", \"echo exec-arg-s3cr3t\"]
+      apiVersion: client.authentication.k8s.io/v1
+      command: /bin/sh
+      args: [\"-c\", \"echo exec-arg-s3cr3t\"]
 ";
     vec![
         (
