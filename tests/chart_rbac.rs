@@ -376,7 +376,9 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         ("no", "get secrets -n kube-system"),
         ("no", "get secrets -n default"),
         ("no", "list secrets --all-namespaces"),
-        ("no", "create secrets -n dualmesh-system"),
+        // The content-hash key is created once; nothing may overwrite it.
+        ("yes", "create secrets -n dualmesh-system"),
+        ("no", "patch secrets -n dualmesh-system"),
         ("no", "delete services -n istio-system"),
         ("no", "update services -n istio-system"),
         ("no", "delete nodes"),

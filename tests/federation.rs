@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
+use dualmesh::desired::secret_sync::{
+    HASH_KEY_DATA, HASH_KEY_SECRET, HashKey, SecretData, SecretValue, content_hash,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use testplane::ControlPlane;
 use testplane::kubelet::set_node_addresses;
 
@@ -179,7 +182,85 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
             "gloo-mesh/relay-root-tls-secret"
         ]
     );
-    assert!(synced.iter().all(|s| s.hash.len() == 64));
+    // The hashes are keyed with the installation's key (made on first use),
+    // equal on the copy, and not the plain SHA-256 of the data.
+    let key_secret = || async {
+        let data = secret_data(&a, NS, HASH_KEY_SECRET)
+            .await
+            .expect("the key Secret");
+        assert_eq!(data.keys().collect::<Vec<_>>(), [HASH_KEY_DATA]);
+        Api::<Secret>::namespaced(a.clone(), NS)
+            .get(HASH_KEY_SECRET)
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .remove(HASH_KEY_DATA)
+            .unwrap()
+            .0
+    };
+    let key = key_secret().await;
+    assert_eq!(key.len(), 32);
+    let token = synced
+        .iter()
+        .find(|s| s.target == "gloo-mesh/relay-identity-token-secret")
+        .unwrap();
+    let token_data =
+        SecretData::from([("token".to_string(), SecretValue::from(TOKEN_1.as_bytes()))]);
+    assert_eq!(
+        token.hash,
+        content_hash(&HashKey::new(key.clone()).unwrap(), &token_data)
+    );
+    // The documented encoding, unkeyed: what a reader could recompute.
+    let plain = {
+        use sha2::{Digest, Sha256};
+        let encoding = format!("5\0token{}\0{TOKEN_1}", TOKEN_1.len());
+        format!("{:x}", Sha256::digest(encoding.as_bytes()))
+    };
+    assert_ne!(token.hash, plain);
+    let annotation = |name: &str| {
+        let b = b.clone();
+        let name = name.to_string();
+        async move {
+            Api::<Secret>::namespaced(b, "gloo-mesh")
+                .get(&name)
+                .await
+                .unwrap()
+                .annotations()
+                .get("dualmesh.io/content-hash")
+                .cloned()
+        }
+    };
+    assert_eq!(
+        annotation("relay-identity-token-secret").await.as_deref(),
+        Some(token.hash.as_str())
+    );
+    // Deleting the key rotates it: a new key, every copy rewritten under it.
+    Api::<Secret>::namespaced(a.clone(), NS)
+        .delete(HASH_KEY_SECRET, &DeleteParams::default())
+        .await
+        .unwrap();
+    for s in &synced {
+        let name = s.target.strip_prefix("gloo-mesh/").unwrap();
+        let old = s.hash.clone();
+        wait_for(
+            &format!("{name} rewritten under a new key"),
+            WAIT,
+            || async {
+                match annotation(name).await {
+                    Some(h) if h != old => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+    let rotated = key_secret().await;
+    assert_ne!(rotated, key);
+    assert_eq!(
+        annotation("relay-identity-token-secret").await,
+        Some(content_hash(&HashKey::new(rotated).unwrap(), &token_data))
+    );
 
     // The exec kubeconfig is refused, and nothing ran.
     let (_, message) = wait_mc(

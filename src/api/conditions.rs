@@ -41,6 +41,8 @@ pub mod reason {
     pub const NOTHING_TO_SYNC: &str = "NothingToSync";
     pub const SOURCE_MISSING: &str = "SourceMissing";
     pub const SYNC_FAILED: &str = "SyncFailed";
+    /// The content-hash key Secret exists but holds no usable key.
+    pub const HASH_KEY_UNUSABLE: &str = "HashKeyUnusable";
 
     pub const READY: &str = "Ready";
     pub const NOT_READY: &str = "NotReady";

@@ -65,6 +65,6 @@ pub struct SyncedSecret {
     pub target: String,
     /// The source, `namespace/name` in the management cluster.
     pub source: String,
-    /// SHA-256 over the copied keys and values (never the data itself).
+    /// HMAC-SHA256 over the copied keys and values, keyed per installation (never the data).
     pub hash: String,
 }

@@ -95,6 +95,29 @@ impl Error {
         }
     }
 
+    /// The text for a condition or an Event: dualmesh's own words, and for
+    /// a failed request only its status code and reason
+    /// ([`super::ssa::describe`]), never the API server's message, which a
+    /// member cluster chooses.
+    pub fn describe(&self) -> String {
+        match self {
+            Error::Kube(e) => super::ssa::describe(e),
+            Error::Finalizer { object, source } => match source.as_ref() {
+                kube::runtime::finalizer::Error::AddFinalizer(e)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+                    format!("finalizer of {object}: {}", super::ssa::describe(e))
+                }
+                _ => format!("finalizer of {object} could not be handled"),
+            },
+            Error::Jobs(all) => all
+                .iter()
+                .map(Error::describe)
+                .collect::<Vec<_>>()
+                .join("; "),
+            e => e.to_string(),
+        }
+    }
+
     /// The stable categories for metrics and logs: one per failure (a
     /// reconcile whose jobs failed in two ways counts both).
     pub fn categories(&self) -> Vec<&'static str> {

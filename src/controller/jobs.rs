@@ -36,7 +36,7 @@ impl<P> Job<P> {
 
     fn failed(condition: &'static str, e: Error) -> Self {
         Job {
-            found: vec![Found::fail(condition, reason::APPLY_FAILED, e.to_string())],
+            found: vec![Found::fail(condition, reason::APPLY_FAILED, e.describe())],
             part: None,
             error: Some(e),
         }
@@ -167,7 +167,7 @@ pub(super) async fn secrets(
             found: vec![Found::fail(
                 types::SECRETS_SYNCED,
                 reason::SYNC_FAILED,
-                e.to_string(),
+                super::ssa::describe(&e),
             )],
             part: None,
             error: Some(e.into()),

@@ -181,3 +181,23 @@ where
         Err(e) => Err(e),
     }
 }
+/// What a failed request may say in status and Events
+/// ([`crate::desired::redact`]): never the API server's own message, which a
+/// member cluster chooses.
+pub fn describe(e: &kube::Error) -> String {
+    use crate::desired::redact::{self, Failure};
+    use kube::Error as E;
+    let failure = match e {
+        E::Api(s) => Failure::Status {
+            code: s.code,
+            reason: &s.reason,
+        },
+        E::Service(inner) if inner.is::<super::fence::Fenced>() => Failure::Fenced,
+        E::HyperError(_) | E::Service(_) | E::RustlsTls(_) | E::ReadEvents(_) => Failure::NoAnswer,
+        E::SerdeError(_) | E::FromUtf8(_) | E::LinesCodecMaxLineLengthExceeded => {
+            Failure::BadAnswer
+        }
+        _ => Failure::NotSent,
+    };
+    redact::failure(failure)
+}

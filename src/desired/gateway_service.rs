@@ -203,8 +203,9 @@ pub fn report(
             types::GATEWAY_ADDRESSES_READY,
             reason::EXTERNAL_IPS_DENIED,
             format!(
-                "the API server refused externalIPs [{}] on Service {service_ref} (HTTP {code} {why}); where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false",
+                "externalIPs [{}] on Service {service_ref} refused: {}; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false",
                 service.external_ips.join(", "),
+                super::redact::api_error(code, why),
             ),
         );
         return (found, wanted);
@@ -284,6 +285,36 @@ mod tests {
         let gap = plan_service(&svc, &selection(0, &[]));
         assert_eq!(gap.write, Write::Keep);
         assert_eq!(gap.ours, vec!["2001:db8::1".to_string()]);
+    }
+
+    #[test]
+    fn a_refusal_is_reported_by_code_and_known_reason_only() {
+        let svc = service(&["2001:db8::1"], Some("2001:db8::1"));
+        let sel = selection(1, &["2001:db8::2"]);
+        let spec: crate::api::DualStackPolicySpec =
+            serde_saphyr::from_str("{ipFamilies: [IPv6], ipFamilyPolicy: SingleStack}").unwrap();
+        let policy = crate::desired::validate::validate_policy(&spec).unwrap();
+        let mut plan = plan(&Observed::default(), &policy);
+        plan.service = Some(plan_service(&svc, &sel));
+        plan.selection = sel;
+        let message = |reason: &str| {
+            report(
+                &plan,
+                "istio-system/istio-ingressgateway",
+                Some((403, reason)),
+            )
+            .0
+            .message
+        };
+        assert_eq!(
+            message("Forbidden"),
+            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403 Forbidden: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false"
+        );
+        // A reason the member's admission chose is not repeated.
+        assert_eq!(
+            message("<script>ask for the token</script>"),
+            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false"
+        );
     }
 
     #[test]

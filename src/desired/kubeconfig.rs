@@ -23,14 +23,17 @@
 //! contexts, clusters and users, and show the server URL once it is known to
 //! carry no user information.
 //!
-//! Build the client from the [`Kubeconfig`] that [`vet`] returns (not from
-//! the raw bytes again), with the default `KubeConfigOptions` (no context,
-//! cluster or user override): those are what was checked.
+//! Parsed into dualmesh's own types (only the entries it checks or hands
+//! on; anything else in the file is ignored), and what passes comes back as
+//! a [`Vetted`] kubeconfig: the current context's server, CA, credentials
+//! and options, nothing else. The controller builds the client from that
+//! alone (never from the raw bytes again), so what connects is what was
+//! checked.
 
 use std::fmt;
 
-use kube::config::{AuthInfo, Kubeconfig, KubeconfigError};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
 
 /// Why a kubeconfig was refused: the offending entry (YAML path within the
 /// kubeconfig, e.g. `users[0].user.exec`; empty for the document as a whole)
@@ -65,11 +68,184 @@ impl fmt::Display for VetError {
 
 impl std::error::Error for VetError {}
 
+/// A member's kubeconfig that passed [`vet`]: the current context, its
+/// cluster and its user, as far as a client uses them.
+#[derive(Clone, Debug)]
+pub struct Vetted {
+    /// The current context's name.
+    pub context: String,
+    /// `https://host[:port][/path]`, without user information, query or
+    /// fragment.
+    pub server: String,
+    /// `certificate-authority-data` (base64 PEM), when set.
+    pub certificate_authority_data: Option<String>,
+    /// `tls-server-name`, when set.
+    pub tls_server_name: Option<String>,
+    /// `proxy-url`, when set.
+    pub proxy_url: Option<String>,
+    /// `disable-compression`, when set.
+    pub disable_compression: Option<bool>,
+    /// The context's `namespace`, when set.
+    pub namespace: Option<String>,
+    /// The user's inline credentials: at least a token, or a certificate
+    /// with its key.
+    pub credentials: Credentials,
+    /// The user's `as`, `as-uid` and `as-groups` (impersonation), when set.
+    pub impersonate: Option<String>,
+    pub impersonate_uid: Option<String>,
+    pub impersonate_groups: Option<Vec<String>>,
+}
+
+/// Inline credentials. [`vet`] returns only non-empty ones, the
+/// certificate always with its key, and at least one of the two.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// `token`.
+    pub token: Option<SecretString>,
+    /// `client-certificate-data` (base64 PEM) and `client-key-data`.
+    pub client_certificate: Option<(String, SecretString)>,
+}
+
+/// The kubeconfig as read: only the entries that are checked or used.
+/// Several YAML documents merge as kubectl merges files: the first to set a
+/// value or a name wins.
+#[derive(Default, Deserialize)]
+struct File {
+    kind: Option<String>,
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    clusters: Vec<NamedCluster>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    users: Vec<NamedUser>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    contexts: Vec<NamedContext>,
+    #[serde(rename = "current-context")]
+    current_context: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    name: String,
+    cluster: Option<Cluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Cluster {
+    server: Option<String>,
+    insecure_skip_tls_verify: Option<bool>,
+    certificate_authority: Option<String>,
+    certificate_authority_data: Option<String>,
+    proxy_url: Option<String>,
+    tls_server_name: Option<String>,
+    disable_compression: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct NamedUser {
+    name: String,
+    user: Option<User>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct User {
+    username: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<SecretString>,
+    #[serde(default, deserialize_with = "secret")]
+    token: Option<SecretString>,
+    #[serde(rename = "tokenFile")]
+    token_file: Option<String>,
+    client_certificate: Option<String>,
+    client_certificate_data: Option<String>,
+    client_key: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    client_key_data: Option<SecretString>,
+    #[serde(rename = "as")]
+    impersonate: Option<String>,
+    #[serde(rename = "as-uid")]
+    impersonate_uid: Option<String>,
+    #[serde(rename = "as-groups")]
+    impersonate_groups: Option<Vec<String>>,
+    // Only whether they are there matters: both are refused.
+    auth_provider: Option<serde::de::IgnoredAny>,
+    exec: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct NamedContext {
+    name: String,
+    context: Option<Context>,
+}
+
+#[derive(Deserialize)]
+struct Context {
+    cluster: String,
+    user: Option<String>,
+    namespace: Option<String>,
+}
+
+/// A list given as `null` reads as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A credential goes straight into a [`SecretString`].
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+}
+
+impl File {
+    /// kubectl's merge of several files (documents here): the first to set a
+    /// value or a name wins; kind and apiVersion must agree.
+    fn merge(mut self, next: File) -> Result<File, VetError> {
+        let disagree = |what: &str| {
+            VetError::new(
+                "",
+                format!("not a valid kubeconfig: its YAML documents disagree on {what}"),
+            )
+        };
+        if self.kind.is_some() && next.kind.is_some() && self.kind != next.kind {
+            return Err(disagree("kind"));
+        }
+        if self.api_version.is_some()
+            && next.api_version.is_some()
+            && self.api_version != next.api_version
+        {
+            return Err(disagree("apiVersion"));
+        }
+        self.kind = self.kind.or(next.kind);
+        self.api_version = self.api_version.or(next.api_version);
+        self.current_context = self.current_context.or(next.current_context);
+        for c in next.clusters {
+            if !self.clusters.iter().any(|x| x.name == c.name) {
+                self.clusters.push(c);
+            }
+        }
+        for u in next.users {
+            if !self.users.iter().any(|x| x.name == u.name) {
+                self.users.push(u);
+            }
+        }
+        for c in next.contexts {
+            if !self.contexts.iter().any(|x| x.name == c.name) {
+                self.contexts.push(c);
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Parses and checks a member's kubeconfig (the bytes of its Secret key);
-/// returns it only when a client built from it (with default options) uses
-/// inline credentials over verified https. See the module documentation for
-/// the rules.
-pub fn vet(raw: &[u8]) -> Result<Kubeconfig, VetError> {
+/// returns what a client needs only when it uses inline credentials over
+/// verified https. See the module documentation for the rules.
+pub fn vet(raw: &[u8]) -> Result<Vetted, VetError> {
     let text = std::str::from_utf8(raw).map_err(|e| {
         VetError::new(
             "",
@@ -79,33 +255,26 @@ pub fn vet(raw: &[u8]) -> Result<Kubeconfig, VetError> {
             ),
         )
     })?;
-    let config = Kubeconfig::from_yaml(text).map_err(parse_error)?;
+    let documents: Vec<File> = serde_saphyr::from_multiple(text).map_err(parse_error)?;
+    let config = documents
+        .into_iter()
+        .try_fold(File::default(), File::merge)?;
     refuse_indirections(&config)?;
-    check_current(&config)?;
-    Ok(config)
+    check_current(&config)
 }
 
 /// The parser's message may quote the input, so only its line is kept.
-fn parse_error(e: KubeconfigError) -> VetError {
-    let message = match &e {
-        KubeconfigError::Parse(inner) => match inner.location().map(|l| l.line()) {
-            Some(line) if line > 0 => format!("not valid kubeconfig YAML (line {line})"),
-            _ => "not valid kubeconfig YAML".to_string(),
-        },
-        KubeconfigError::KindMismatch => {
-            "not a valid kubeconfig: its YAML documents disagree on kind".to_string()
-        }
-        KubeconfigError::ApiVersionMismatch => {
-            "not a valid kubeconfig: its YAML documents disagree on apiVersion".to_string()
-        }
-        _ => "not a valid kubeconfig".to_string(),
+fn parse_error(e: serde_saphyr::Error) -> VetError {
+    let message = match e.location().map(|l| l.line()) {
+        Some(line) if line > 0 => format!("not valid kubeconfig YAML (line {line})"),
+        _ => "not valid kubeconfig YAML".to_string(),
     };
     VetError::new("", message)
 }
 
 /// Entries that make a client read files or run commands, or that carry
 /// basic-auth credentials: refused wherever they appear.
-fn refuse_indirections(config: &Kubeconfig) -> Result<(), VetError> {
+fn refuse_indirections(config: &File) -> Result<(), VetError> {
     for (i, named) in config.clusters.iter().enumerate() {
         if let Some(cluster) = &named.cluster
             && cluster.certificate_authority.is_some()
@@ -116,8 +285,8 @@ fn refuse_indirections(config: &Kubeconfig) -> Result<(), VetError> {
             ));
         }
     }
-    for (i, named) in config.auth_infos.iter().enumerate() {
-        let Some(user) = &named.auth_info else {
+    for (i, named) in config.users.iter().enumerate() {
+        let Some(user) = &named.user else {
             continue;
         };
         let refused: [(&str, bool, &str); 7] = [
@@ -165,7 +334,7 @@ fn refuse_indirections(config: &Kubeconfig) -> Result<(), VetError> {
 }
 
 /// The current context, its cluster and its user.
-fn check_current(config: &Kubeconfig) -> Result<(), VetError> {
+fn check_current(config: &File) -> Result<Vetted, VetError> {
     let current = config
         .current_context
         .as_deref()
@@ -235,7 +404,7 @@ fn check_current(config: &Kubeconfig) -> Result<(), VetError> {
             )
         })?;
     let (ui, named_user) = config
-        .auth_infos
+        .users
         .iter()
         .enumerate()
         .find(|(_, u)| u.name == user_name)
@@ -251,18 +420,39 @@ fn check_current(config: &Kubeconfig) -> Result<(), VetError> {
             "has no credentials: dualmesh accepts token, or client-certificate-data with client-key-data",
         )
     };
-    let user = named_user.auth_info.as_ref().ok_or_else(no_credentials)?;
-    check_credentials(user, ui).map_err(|e| e.unwrap_or_else(no_credentials))
+    let user = named_user.user.as_ref().ok_or_else(no_credentials)?;
+    let credentials = check_credentials(user, ui).map_err(|e| e.unwrap_or_else(no_credentials))?;
+    Ok(Vetted {
+        context: current.to_string(),
+        server: server.to_string(),
+        certificate_authority_data: cluster.certificate_authority_data.clone(),
+        tls_server_name: cluster.tls_server_name.clone(),
+        proxy_url: cluster.proxy_url.clone(),
+        disable_compression: cluster.disable_compression,
+        namespace: context.namespace.clone(),
+        credentials,
+        impersonate: user.impersonate.clone(),
+        impersonate_uid: user.impersonate_uid.clone(),
+        impersonate_groups: user.impersonate_groups.clone(),
+    })
 }
 
-/// `Err(None)`: no credentials at all.
-fn check_credentials(user: &AuthInfo, ui: usize) -> Result<(), Option<VetError>> {
+/// The non-empty inline credentials; `Err(None)`: none at all.
+fn check_credentials(user: &User, ui: usize) -> Result<Credentials, Option<VetError>> {
     let token = nonempty(&user.token);
     let cert = user
         .client_certificate_data
         .as_deref()
         .is_some_and(|c| !c.is_empty());
     let key = nonempty(&user.client_key_data);
+    let credentials = || Credentials {
+        token: user.token.clone().filter(|_| token),
+        client_certificate: user
+            .client_certificate_data
+            .clone()
+            .zip(user.client_key_data.clone())
+            .filter(|_| cert && key),
+    };
     match (token, cert, key) {
         (_, true, false) => Err(Some(VetError::new(
             format!("users[{ui}].user.client-key-data"),
@@ -272,7 +462,7 @@ fn check_credentials(user: &AuthInfo, ui: usize) -> Result<(), Option<VetError>>
             format!("users[{ui}].user.client-certificate-data"),
             "is missing: client-key-data needs it",
         ))),
-        (true, _, _) | (_, true, true) => Ok(()),
+        (true, _, _) | (_, true, true) => Ok(credentials()),
         (false, false, false) => Err(None),
     }
 }
@@ -317,391 +507,4 @@ fn nonempty(secret: &Option<SecretString>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    // Values planted in the inputs; no refusal may repeat any of them.
-    const TOKEN: &str = "s3cr3t-token-value";
-    const CERT: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCmNlcnQtZGF0YS1wbGFudGVkCg==";
-    const KEY: &str = "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCmtleS1kYXRhLXBsYW50ZWQK";
-    const CA: &str = "Y2EtZGF0YS1wbGFudGVkLWluLXRoZS1rdWJlY29uZmln";
-    const PLANTED: [&str; 9] = [
-        TOKEN,
-        CERT,
-        KEY,
-        CA,
-        "exec-arg-s3cr3t",
-        "provider-s3cr3t",
-        "/var/run/secrets",
-        "/etc/dualmesh",
-        "admin:",
-    ];
-
-    const SERVER: &str = "https://[2001:db8::10]:6443";
-
-    /// A kubeconfig for cluster `beta` with user `beta-admin`; `cluster_extra`
-    /// and `user` are lines indented by four spaces.
-    fn kubeconfig_with(server: &str, cluster_extra: &str, user: &str, current: &str) -> String {
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: beta
-  cluster:
-    server: {server}
-    certificate-authority-data: {CA}
-{cluster_extra}users:
-- name: beta-admin
-  user:
-{user}contexts:
-- name: beta
-  context:
-    cluster: beta
-    user: beta-admin
-{current}"
-        )
-    }
-
-    fn kubeconfig(cluster_extra: &str, user: &str) -> String {
-        kubeconfig_with(SERVER, cluster_extra, user, "current-context: beta\n")
-    }
-
-    fn token_user() -> String {
-        format!("    token: {TOKEN}\n")
-    }
-
-    fn cert_user() -> String {
-        format!("    client-certificate-data: {CERT}\n    client-key-data: {KEY}\n")
-    }
-
-    fn refusal(field: &str, message: &str) -> VetError {
-        VetError {
-            field: field.to_string(),
-            message: message.to_string(),
-        }
-    }
-
-    #[test]
-    fn accepts_an_inline_token() {
-        let config = vet(kubeconfig("", &token_user()).as_bytes()).unwrap();
-        assert_eq!(config.current_context.as_deref(), Some("beta"));
-        let cluster = config.clusters[0].cluster.as_ref().unwrap();
-        assert_eq!(cluster.server.as_deref(), Some(SERVER));
-        assert_eq!(cluster.certificate_authority_data.as_deref(), Some(CA));
-        let user = config.auth_infos[0].auth_info.as_ref().unwrap();
-        assert_eq!(user.token.as_ref().unwrap().expose_secret(), TOKEN);
-        assert!(user.client_certificate_data.is_none());
-    }
-
-    #[test]
-    fn accepts_an_inline_client_certificate() {
-        let config = vet(kubeconfig("", &cert_user()).as_bytes()).unwrap();
-        let user = config.auth_infos[0].auth_info.as_ref().unwrap();
-        assert_eq!(user.client_certificate_data.as_deref(), Some(CERT));
-        assert_eq!(user.client_key_data.as_ref().unwrap().expose_secret(), KEY);
-        assert!(user.token.is_none());
-    }
-
-    #[test]
-    fn accepts_a_host_name_and_a_path_prefix() {
-        let yaml = kubeconfig_with(
-            "https://rancher.example.org/k8s/clusters/c-m-42",
-            "",
-            &token_user(),
-            "current-context: beta\n",
-        );
-        assert!(vet(yaml.as_bytes()).is_ok());
-    }
-
-    /// Every refusal case: a name, the input, and the exact refusal.
-    fn refusals() -> Vec<(&'static str, Vec<u8>, VetError)> {
-        let file_why = "is a file path, which dualmesh does not read";
-        let creds = "use token or client-certificate-data and client-key-data";
-        let exec = "    exec:
-      apiVersion: client.authentication.k8s.io/v1
-      command: /bin/sh
-      args: [\"-c\", \"echo exec-arg-s3cr3t\"]
-";
-        vec![
-            (
-                "exec",
-                kubeconfig("", exec).into_bytes(),
-                refusal(
-                    "users[0].user.exec",
-                    &format!("runs a command, which dualmesh does not do: {creds}"),
-                ),
-            ),
-            (
-                "exec in a user the current context does not use",
-                kubeconfig("", &format!("{}- name: other\n  user:\n{exec}", token_user()))
-                    .into_bytes(),
-                refusal(
-                    "users[1].user.exec",
-                    &format!("runs a command, which dualmesh does not do: {creds}"),
-                ),
-            ),
-            (
-                "auth-provider",
-                kubeconfig(
-                    "",
-                    "    auth-provider:\n      name: oidc\n      config:\n        id-token: provider-s3cr3t\n",
-                )
-                .into_bytes(),
-                refusal(
-                    "users[0].user.auth-provider",
-                    &format!("is a plugin, which dualmesh does not run: {creds}"),
-                ),
-            ),
-            (
-                "tokenFile, even next to an inline token",
-                kubeconfig(
-                    "",
-                    &format!(
-                        "{}    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token\n",
-                        token_user()
-                    ),
-                )
-                .into_bytes(),
-                refusal(
-                    "users[0].user.tokenFile",
-                    &format!("{file_why}: use token"),
-                ),
-            ),
-            (
-                "client-certificate path",
-                kubeconfig(
-                    "",
-                    &format!("    client-certificate: /etc/dualmesh/tls.crt\n    client-key-data: {KEY}\n"),
-                )
-                .into_bytes(),
-                refusal(
-                    "users[0].user.client-certificate",
-                    &format!("{file_why}: use client-certificate-data"),
-                ),
-            ),
-            (
-                "client-key path",
-                kubeconfig(
-                    "",
-                    &format!("    client-certificate-data: {CERT}\n    client-key: /etc/dualmesh/tls.key\n"),
-                )
-                .into_bytes(),
-                refusal(
-                    "users[0].user.client-key",
-                    &format!("{file_why}: use client-key-data"),
-                ),
-            ),
-            (
-                "certificate-authority path",
-                kubeconfig(
-                    "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n",
-                    &token_user(),
-                )
-                .into_bytes(),
-                refusal(
-                    "clusters[0].cluster.certificate-authority",
-                    &format!("{file_why}: use certificate-authority-data"),
-                ),
-            ),
-            (
-                "basic authentication",
-                kubeconfig("", &format!("    username: admin\n    password: {TOKEN}\n"))
-                    .into_bytes(),
-                refusal(
-                    "users[0].user.username",
-                    &format!("basic authentication is not accepted: {creds}"),
-                ),
-            ),
-            (
-                "no current-context",
-                kubeconfig_with(SERVER, "", &token_user(), "").into_bytes(),
-                refusal(
-                    "current-context",
-                    "is missing: name the context dualmesh should use",
-                ),
-            ),
-            (
-                "dangling current-context",
-                kubeconfig_with(SERVER, "", &token_user(), "current-context: gamma\n").into_bytes(),
-                refusal(
-                    "current-context",
-                    "names context \"gamma\", which is not in contexts",
-                ),
-            ),
-            (
-                "context naming a missing cluster",
-                kubeconfig("", &token_user())
-                    .replace("    cluster: beta\n", "    cluster: delta\n")
-                    .into_bytes(),
-                refusal(
-                    "contexts[0].context.cluster",
-                    "names cluster \"delta\", which is not in clusters",
-                ),
-            ),
-            (
-                "context naming a missing user",
-                kubeconfig("", &token_user())
-                    .replace("    user: beta-admin\n", "    user: nobody\n")
-                    .into_bytes(),
-                refusal(
-                    "contexts[0].context.user",
-                    "names user \"nobody\", which is not in users",
-                ),
-            ),
-            (
-                "no server",
-                kubeconfig("", &token_user())
-                    .replace(&format!("    server: {SERVER}\n"), "")
-                    .into_bytes(),
-                refusal("clusters[0].cluster.server", "is missing"),
-            ),
-            (
-                "plain http",
-                kubeconfig_with(
-                    "http://[2001:db8::10]:8080",
-                    "",
-                    &token_user(),
-                    "current-context: beta\n",
-                )
-                .into_bytes(),
-                refusal(
-                    "clusters[0].cluster.server",
-                    "\"http://[2001:db8::10]:8080\" is plain http: dualmesh sends credentials only over https",
-                ),
-            ),
-            (
-                "user information in the server URL",
-                kubeconfig_with(
-                    &format!("https://admin:{TOKEN}@[2001:db8::10]:6443"),
-                    "",
-                    &token_user(),
-                    "current-context: beta\n",
-                )
-                .into_bytes(),
-                refusal(
-                    "clusters[0].cluster.server",
-                    "must not carry user information (user:password@)",
-                ),
-            ),
-            (
-                "query in the server URL",
-                kubeconfig_with(
-                    &format!("https://[2001:db8::10]:6443/?access_token={TOKEN}"),
-                    "",
-                    &token_user(),
-                    "current-context: beta\n",
-                )
-                .into_bytes(),
-                refusal(
-                    "clusters[0].cluster.server",
-                    "must not carry a query or fragment",
-                ),
-            ),
-            (
-                "insecure-skip-tls-verify",
-                kubeconfig("    insecure-skip-tls-verify: true\n", &token_user()).into_bytes(),
-                refusal(
-                    "clusters[0].cluster.insecure-skip-tls-verify",
-                    "is true: dualmesh sends credentials only over verified TLS; set certificate-authority-data instead",
-                ),
-            ),
-            (
-                "no credentials",
-                kubeconfig("", "    as: someone\n").into_bytes(),
-                refusal(
-                    "users[0].user",
-                    "has no credentials: dualmesh accepts token, or client-certificate-data with client-key-data",
-                ),
-            ),
-            (
-                "certificate without key",
-                kubeconfig("", &format!("    client-certificate-data: {CERT}\n")).into_bytes(),
-                refusal(
-                    "users[0].user.client-key-data",
-                    "is missing: client-certificate-data needs it",
-                ),
-            ),
-            (
-                "garbage",
-                format!("token: {TOKEN}\n  - : [\n").into_bytes(),
-                refusal("", "not valid kubeconfig YAML (line 2)"),
-            ),
-            (
-                "YAML of the wrong shape",
-                format!("apiVersion: v1\nusers: {TOKEN}\n").into_bytes(),
-                refusal("", "not valid kubeconfig YAML (line 2)"),
-            ),
-            (
-                "not UTF-8",
-                [b"apiVersion: v1\n".as_slice(), b"\xff\xfe", TOKEN.as_bytes()].concat(),
-                refusal("", "not UTF-8 text (invalid byte at offset 15)"),
-            ),
-            (
-                "empty",
-                Vec::new(),
-                refusal(
-                    "current-context",
-                    "is missing: name the context dualmesh should use",
-                ),
-            ),
-        ]
-    }
-
-    #[test]
-    fn refusals_name_the_entry() {
-        for (name, input, want) in refusals() {
-            assert_eq!(vet(&input).unwrap_err(), want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn refusals_never_repeat_credentials_or_paths() {
-        for (name, input, _) in refusals() {
-            let err = vet(&input).unwrap_err();
-            for text in [err.to_string(), format!("{err:?}")] {
-                for planted in PLANTED {
-                    assert!(
-                        !text.contains(planted),
-                        "case {name}: {text:?} repeats {planted:?}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_parser_would_have_quoted_the_input() {
-        // Why parse errors are reduced to a line number.
-        let raw = Kubeconfig::from_yaml(&format!("apiVersion: v1\nusers: {TOKEN}\n")).unwrap_err();
-        assert!(raw.to_string().contains(TOKEN), "{raw}");
-    }
-
-    #[test]
-    fn display_prefixes_the_field() {
-        assert_eq!(
-            refusal("users[0].user.exec", "runs a command").to_string(),
-            "users[0].user.exec: runs a command"
-        );
-        assert_eq!(refusal("", "not UTF-8 text").to_string(), "not UTF-8 text");
-    }
-
-    proptest! {
-        #[test]
-        fn random_input_never_panics_or_echoes(
-            raw in prop_oneof![
-                prop::collection::vec(any::<u8>(), 0..256),
-                "[ -~\n]{0,256}".prop_map(String::into_bytes),
-            ],
-        ) {
-            if let Err(e) = vet(&raw) {
-                let text = e.to_string();
-                // Whole-document refusals say no more than a line number.
-                if e.field.is_empty() {
-                    prop_assert!(text.starts_with("not "), "{}", text);
-                    prop_assert!(text.len() < 80, "{}", text);
-                }
-            }
-        }
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod kubeconfig;
 pub mod ownership;
 pub mod publish;
+pub mod redact;
 pub mod secret_sync;
 pub mod selection;
 pub mod status;
