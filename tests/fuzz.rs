@@ -91,7 +91,7 @@ prop_compose! {
         gw_name in name(),
         node_port in prop_oneof![8 => (30000..=32767i32).prop_map(Some), 1 => Just(None), 1 => any::<i32>().prop_map(Some)],
         network_port in prop_oneof![9 => 1..=65535i32, 1 => any::<i32>()],
-        selector in proptest::collection::btree_map(text(), text(), 0..3),
+        selector in proptest::collection::btree_map(name(), name(), 0..3),
         agent in proptest::option::of(host_port()),
         // Address-plan changes are rarer (None: keep the example's value):
         // almost any random plan is invalid, and rendering needs valid ones.
@@ -266,8 +266,11 @@ fn any_input_is_refused_by_field_or_renders_deterministically() {
         .join()
         .expect("no failing input");
     // Not a vacuous pass: about a quarter of the inputs get as far as
-    // rendering (258 of 1000 in one run). The bound, a fifth, is four
-    // standard deviations below that share at the default 1000 cases.
+    // rendering (250, 247 and 260 of 1000 in three runs). The bound, a
+    // fifth, is four standard deviations below that share at the default
+    // 1000 cases. The podSelector's keys and values are mostly valid labels
+    // (`name()`): with `text()` in every entry, since labels are validated,
+    // the share fell to 154 of 1000.
     let rendered = RENDERED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{rendered} of {} inputs rendered", cases());
     assert!(
