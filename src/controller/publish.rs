@@ -157,7 +157,7 @@ pub async fn unpublish(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
     if let Some(cm) = config_maps.get_opt(&location.config_map).await?
         && owner.owns(&cm.metadata)
-        && ssa::delete_read(&config_maps, &cm).await?
+        && ssa::delete_read(&config_maps, &cm.metadata).await?
     {
         deleted += 1;
     }
@@ -165,7 +165,7 @@ pub async fn unpublish(
         let api = operators(client, &location.namespace);
         if let Some(io) = api.get_opt(&location.operator).await?
             && owner.owns(&io.metadata)
-            && ssa::delete_read(&api, &io).await?
+            && ssa::delete_read(&api, &io.metadata).await?
         {
             deleted += 1;
         }

@@ -70,10 +70,30 @@ where
     api.create(&post_params(), &obj).await
 }
 
+/// Creates the object `body` serializes to, in `namespace` of `client`;
+/// fails with 409 when it exists. For bodies with no readable copy (Secret
+/// data): serialized straight into the request, never into a `K` or a
+/// `Value`.
+pub async fn create_serialized<K, P>(
+    client: &kube::Client,
+    namespace: &str,
+    body: &P,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    P: Serialize,
+{
+    let bytes = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(K::url_path(&(), Some(namespace)))
+        .create(&post_params(), bytes)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request::<K>(request).await
+}
+
 /// Folds the `Update` entry a create left into dualmesh's `Apply` entry
 /// (see [`crate::desired::ownership`]), preconditioned on the
 /// resourceVersion read. Returns the new resourceVersion when it patched.
-async fn adopt<K>(
+pub async fn adopt<K>(
     api: &Api<K>,
     name: &str,
     meta: &ObjectMeta,
@@ -114,8 +134,8 @@ where
         .await
 }
 
-/// Applies `obj` with no precondition (the secret sync's writes, until
-/// they are planned like the others).
+/// Applies `obj`, whose body carries its own precondition (the secret
+/// sync's copies, whose bodies are never a `Value`).
 pub async fn apply<K, P>(api: &Api<K>, name: &str, obj: &P) -> Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -140,18 +160,6 @@ impl<T> std::fmt::Debug for Opaque<T> {
     }
 }
 
-/// Deletes `name`; an object already gone is success.
-pub async fn delete_tolerant<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// The API server answered 404.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
@@ -162,20 +170,23 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// Deletes `obj` as read (its uid and resourceVersion as preconditions);
+/// Deletes the object whose metadata was read as `meta` (its uid and resourceVersion as preconditions);
 /// an object already gone is success. Returns whether it was deleted.
-pub async fn delete_read<K>(api: &Api<K>, obj: &K) -> Result<bool, kube::Error>
+pub async fn delete_read<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<bool, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            resource_version: obj.resource_version(),
-            uid: obj.uid(),
+            resource_version: meta.resource_version.clone(),
+            uid: meta.uid.clone(),
         }),
         ..Default::default()
     };
-    match api.delete(&obj.name_any(), &params).await {
+    match api
+        .delete(meta.name.as_deref().unwrap_or_default(), &params)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(e),

@@ -27,10 +27,12 @@ use super::validate::Problem;
 use crate::api::{KeyMapping, MeshClusterSpec, SecretLocation, SecretSync, SyncedSecret};
 
 mod hash;
+mod report;
 pub use hash::{
     CONTENT_HASH_ANNOTATION, HASH_KEY_DATA, HASH_KEY_LEN, HASH_KEY_SECRET, HashKey, SecretData,
     SecretValue, content_hash,
 };
+pub use report::{CopyBody, Encoded, copy_body, nothing_to_sync, report};
 
 /// The namespace of the Gloo Mesh relay Secrets copied by default.
 pub const RELAY_NAMESPACE: &str = "gloo-mesh";

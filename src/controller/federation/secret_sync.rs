@@ -12,8 +12,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde::Serialize;
-use serde::ser::SerializeMap;
 use serde_json::json;
 
 use crate::api::conditions::{self as types, reason};
@@ -25,7 +23,6 @@ use crate::desired::secret_sync::{
     self, HASH_KEY_DATA, HASH_KEY_LEN, HASH_KEY_SECRET, HashKey, SecretData, SecretValue,
     SourceSecret, TargetAction,
 };
-use crate::desired::validate::summarize;
 
 /// What the secret sync found.
 pub struct SyncOutcome {
@@ -34,19 +31,20 @@ pub struct SyncOutcome {
     pub writes: u32,
 }
 
+static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
+
 fn loc(l: &SecretLocation) -> String {
     format!("{}/{}", l.namespace, l.name)
 }
 
-/// A Secret's data (all keys, or only `keep`), and its annotations; the
+/// A Secret's data (all keys, or only `keep`), and its metadata; the
 /// object itself is dropped here.
 async fn read_secret(
     api: &Api<Secret>,
     name: &str,
     keep: Option<&SecretData>,
-) -> Result<Option<(SecretData, BTreeMap<String, String>)>, kube::Error> {
+) -> Result<Option<(SecretData, ObjectMeta)>, kube::Error> {
     Ok(api.get_opt(name).await?.map(|secret| {
-        let annotations = secret.annotations().clone();
         let data = secret
             .data
             .unwrap_or_default()
@@ -54,7 +52,7 @@ async fn read_secret(
             .filter(|(k, _)| keep.is_none_or(|want| want.contains_key(k)))
             .map(|(k, v)| (k, SecretValue::from(v.0)))
             .collect();
-        (data, annotations)
+        (data, secret.metadata)
     }))
 }
 
@@ -112,34 +110,6 @@ async fn hash_key(
     }
 }
 
-/// A Secret's data as an apply body wants it (base64 by key), written
-/// straight from the [`SecretData`] with no readable copy in between.
-struct Encoded<'a>(&'a SecretData);
-
-impl Serialize for Encoded<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(
-                k,
-                &base64::engine::general_purpose::STANDARD.encode(v.expose()),
-            )?;
-        }
-        map.end()
-    }
-}
-
-/// The apply configuration of one copy.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CopyBody<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: serde_json::Value,
-    data: Encoded<'a>,
-}
-
 /// Copies the trust Secrets of `mc` from `management` into `target`.
 pub async fn sync_secrets(
     management: &Client,
@@ -150,11 +120,7 @@ pub async fn sync_secrets(
     let syncs = secret_sync::effective_syncs(&mc.spec);
     if syncs.is_empty() {
         return Ok(SyncOutcome {
-            condition: Found::ok(
-                types::SECRETS_SYNCED,
-                reason::NOTHING_TO_SYNC,
-                "spec.federation lists no Secrets",
-            ),
+            condition: secret_sync::nothing_to_sync(),
             synced: Vec::new(),
             writes: 0,
         });
@@ -184,7 +150,6 @@ pub async fn sync_secrets(
     let plan = secret_sync::plan(&key, &mc.name_any(), &syncs, &sources);
 
     let mut writes = 0;
-    let mut synced = Vec::new();
     let namespaces: Api<Namespace> = Api::all(target.clone());
     for desired in &plan.desired {
         let ns = &desired.target.namespace;
@@ -203,69 +168,44 @@ pub async fn sync_secrets(
         let api: Api<Secret> = Api::namespaced(target.clone(), ns);
         // Only our keys count: keys someone else added are theirs.
         let observed = read_secret(&api, &desired.target.name, Some(&desired.data)).await?;
-        let action = secret_sync::target_action(desired, observed.as_ref().map(|(d, a)| (d, a)));
-        if action != TargetAction::Unchanged {
-            let body = CopyBody {
-                api_version: "v1",
-                kind: "Secret",
-                metadata: json!({
-                    "name": desired.target.name,
-                    "namespace": ns,
-                    "labels": desired.labels,
-                    "annotations": desired.annotations,
-                }),
-                data: Encoded(&desired.data),
-            };
-            ssa::apply(&api, &desired.target.name, &body).await?;
-            writes += 1;
-            tracing::info!(
-                meshcluster = %mc.name_any(),
-                target = %loc(&desired.target),
-                action = ?action,
-                hash = %desired.hash,
-                "synced Secret"
-            );
+        let action = secret_sync::target_action(
+            desired,
+            observed
+                .as_ref()
+                .map(|(d, m)| (d, m.annotations.as_ref().unwrap_or(&NO_ANNOTATIONS))),
+        );
+        match (&action, &observed) {
+            (TargetAction::Unchanged, _) => continue,
+            // Absent when read: a create, refused (409) if it appeared since.
+            (_, None) => {
+                ssa::create_serialized::<Secret, _>(
+                    target,
+                    ns,
+                    &secret_sync::copy_body(desired, None),
+                )
+                .await?;
+            }
+            // Present: an apply carrying the resourceVersion read (after
+            // folding a create's field ownership into dualmesh's apply).
+            (_, Some((_, meta))) => {
+                let rv = ssa::adopt(&api, &desired.target.name, meta)
+                    .await?
+                    .or_else(|| meta.resource_version.clone());
+                let body = secret_sync::copy_body(desired, rv.as_deref());
+                ssa::apply(&api, &desired.target.name, &body).await?;
+            }
         }
-        synced.push(desired.status());
+        writes += 1;
+        tracing::info!(
+            meshcluster = %mc.name_any(),
+            target = %loc(&desired.target),
+            action = ?action,
+            hash = %desired.hash,
+            "synced Secret"
+        );
     }
-    // Targets whose source is missing keep their copy: list them as before.
-    for p in previous {
-        if !synced.iter().any(|s| s.target == p.target)
-            && syncs.iter().any(|s| loc(&s.target) == p.target)
-        {
-            synced.push(p.clone());
-        }
-    }
-    synced.sort_by(|a, b| a.target.cmp(&b.target));
-    let condition = if plan.problems.is_empty() {
-        Found::ok(
-            types::SECRETS_SYNCED,
-            reason::SYNCED,
-            format!(
-                "{} Secret(s) up to date: {}",
-                plan.desired.len(),
-                plan.desired
-                    .iter()
-                    .map(|d| loc(&d.target))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    } else {
-        let defaults = if mc.spec.federation.is_none() {
-            " (spec.federation is absent: the default Gloo Mesh relay pair)"
-        } else {
-            ""
-        };
-        Found::fail(
-            types::SECRETS_SYNCED,
-            reason::SOURCE_MISSING,
-            format!(
-                "{}{defaults}; existing copies are kept",
-                summarize(&plan.problems)
-            ),
-        )
-    };
+    let (condition, synced) =
+        secret_sync::report(&plan, &syncs, previous, mc.spec.federation.is_none());
     Ok(SyncOutcome {
         condition,
         synced,
@@ -292,7 +232,7 @@ pub async fn remove_copies(target: &Client, mc: &MeshCluster) -> Result<u32, kub
             continue;
         };
         if secret_sync::may_delete_on_removal(&mc.name_any(), true, meta.labels())
-            && ssa::delete_tolerant(&api, &s.target.name).await?
+            && ssa::delete_read(&api, &meta.metadata).await?
         {
             deleted += 1;
         }
