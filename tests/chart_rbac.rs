@@ -474,6 +474,27 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         .await;
     }
 
+    // A rotation: the relay token's copy in beta was created, and is now
+    // applied over (which needs `patch` on Secrets in gloo-mesh there).
+    put_secret(
+        &a,
+        "gloo-mesh",
+        "relay-identity-token-secret",
+        &[("token", "relay-token-rotated")],
+    )
+    .await;
+    wait_for(
+        "beta's token copy holds the rotated token",
+        Duration::from_secs(30),
+        || async {
+            match secret_value(&b, "gloo-mesh", "relay-identity-token-secret", "token").await {
+                Some(v) if v == "relay-token-rotated" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
     // Removal: dualmesh deletes what it published, and the synced copies.
     for mc in ["alpha", "beta"] {
         meshclusters
