@@ -291,18 +291,7 @@ async fn a_leader_frozen_under_load_starts_nothing_after_its_fence_closed_and_it
     tokio::time::sleep(Duration::from_secs(2)).await;
     let woken_at = Timestamp::now();
     signal("-CONT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = a.try_status() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A still runs:\n{}",
-            a.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exit_status(&mut a, Duration::from_secs(20)).await;
     let (end, made) = load.finish().await;
     let converged = time_until(Duration::from_secs(60), || end.converged(&client)).await;
 

@@ -256,15 +256,7 @@ async fn the_plain_manifests_install_with_kubectl_apply() {
 /// The operator Pod as the Deployment would create it, bound to a node (no
 /// scheduler runs here).
 fn operator_pod(name: &str) -> Value {
-    let home = tempfile::tempdir().unwrap();
-    let docs = documents(&template(
-        helm_in(home.path()),
-        "dualmesh",
-        "dualmesh",
-        "dualmesh-system",
-        None,
-        &[],
-    ));
+    let docs = default_render();
     let template = &find(&docs, "Deployment", "dualmesh")["spec"]["template"];
     let mut spec = template["spec"].clone();
     spec["nodeName"] = json!("node-a");

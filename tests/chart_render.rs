@@ -192,15 +192,7 @@ fn deploy_and_the_chart_crds_are_what_make_generate_renders() {
 
 #[test]
 fn the_deployment_runs_the_contract_of_dualmesh_run() {
-    let home = tempfile::tempdir().unwrap();
-    let docs = documents(&template(
-        helm_in(home.path()),
-        "dualmesh",
-        "dualmesh",
-        "dualmesh-system",
-        None,
-        &[],
-    ));
+    let docs = default_render();
     let deploy = find(&docs, "Deployment", "dualmesh");
     assert_eq!(deploy["spec"]["replicas"], 2);
     let pod = &deploy["spec"]["template"]["spec"];
@@ -279,6 +271,7 @@ fn the_deployment_runs_the_contract_of_dualmesh_run() {
     );
 
     // watchNamespace: the MeshCluster Role moves there, the Lease stays home.
+    let home = tempfile::tempdir().unwrap();
     let docs = documents(&template(
         helm_in(home.path()),
         "dualmesh",

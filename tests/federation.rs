@@ -25,12 +25,8 @@ use testplane::ControlPlane;
 use testplane::kubelet::set_node_addresses;
 
 const WAIT: Duration = Duration::from_secs(30);
-const CA: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIBrelayROOTcaDATA0123456789\n-----END CERTIFICATE-----\n";
 const TLS_KEY: &str =
     "-----BEGIN PRIVATE KEY-----\nrelaySERVERprivateKEYdata\n-----END PRIVATE KEY-----\n";
-const TOKEN_1: &str = "relay-token-7f3a9c1e5b2d4f60";
-const TOKEN_2: &str = "relay-token-rotated-0d9e8c7b6a5f";
 
 async fn secret_data(client: &Client, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
     let s = Api::<Secret>::namespaced(client.clone(), ns)
@@ -454,14 +450,7 @@ async fn three_planes_one_member_down_does_not_hold_up_the_other() {
     let b = beta.client().await.unwrap();
     let g = gamma.client().await.unwrap();
     install_dualmesh_crds(&a).await;
-    put_secret(&a, "gloo-mesh", "relay-root-tls-secret", &[("ca.crt", CA)]).await;
-    put_secret(
-        &a,
-        "gloo-mesh",
-        "relay-identity-token-secret",
-        &[("token", TOKEN_1)],
-    )
-    .await;
+    federation_sources(&a, TOKEN_1).await;
     for (plane, name) in [(&beta, "beta"), (&gamma, "gamma")] {
         let kc = std::fs::read_to_string(plane.kubeconfig_path()).unwrap();
         put_secret(

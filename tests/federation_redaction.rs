@@ -15,9 +15,6 @@ use kube::{Api, Client};
 use testplane::ControlPlane;
 
 const WAIT: Duration = Duration::from_secs(30);
-const CA: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIBrelayROOTcaDATA0123456789\n-----END CERTIFICATE-----\n";
-const TOKEN: &str = "relay-token-7f3a9c1e5b2d4f60";
 
 /// Planted in a member's admission denials: it must not reach the
 /// management cluster's status or Events.
@@ -96,14 +93,7 @@ async fn a_member_s_error_text_never_reaches_status_or_events() {
     let a = alpha.client().await.unwrap();
     let b = beta.client().await.unwrap();
     install_dualmesh_crds(&a).await;
-    put_secret(&a, "gloo-mesh", "relay-root-tls-secret", &[("ca.crt", CA)]).await;
-    put_secret(
-        &a,
-        "gloo-mesh",
-        "relay-identity-token-secret",
-        &[("token", TOKEN)],
-    )
-    .await;
+    federation_sources(&a, TOKEN_1).await;
     let kc = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
     put_secret(&a, NS, "beta-kubeconfig", &[("kubeconfig", &kc)]).await;
     // Beta's gateway exists; then beta refuses every write dualmesh makes

@@ -220,18 +220,7 @@ async fn a_frozen_leader_that_lost_its_lease_exits_without_writing() {
     let a_writes = writes_besides_lease(&plane, "a");
 
     signal("-CONT");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = a.try_status() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A still runs:\n{}",
-            a.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = exit_status(&mut a, WAIT).await;
     assert_eq!(status.code(), Some(1), "{}", a.log_tail(20));
     assert!(a.log().contains("lost the leader Lease"), "{}", a.log());
     assert_eq!(writes_besides_lease(&plane, "a"), a_writes);

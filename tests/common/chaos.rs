@@ -416,12 +416,6 @@ impl World {
 // Federation: the relay pair in the management cluster, and members
 // ---------------------------------------------------------------------------
 
-pub const CA: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIBrelayROOTcaDATA0123456789\n-----END CERTIFICATE-----\n";
-pub const TOKEN_1: &str = "relay-token-7f3a9c1e5b2d4f60";
-pub const TOKEN_2: &str = "relay-token-rotated-0d9e8c7b6a5f";
-pub const TOKEN_SECRET: &str = "relay-identity-token-secret";
-
 /// A member MeshCluster `name` reached through Secret `<name>-kubeconfig`,
 /// syncing the relay pair (the example's federation).
 pub fn member_mc(name: &str) -> MeshCluster {
@@ -431,18 +425,6 @@ pub fn member_mc(name: &str) -> MeshCluster {
     mc.spec.network = format!("cluster-{name}-network");
     mc.spec.kubeconfig_secret_ref.as_mut().unwrap().name = format!("{name}-kubeconfig");
     mc
-}
-
-/// The relay pair in the management cluster, and a member's kubeconfig.
-pub async fn federation_sources(mgmt: &Client, token: &str) {
-    put_secret(
-        mgmt,
-        "gloo-mesh",
-        "relay-root-tls-secret",
-        &[("ca.crt", CA)],
-    )
-    .await;
-    put_secret(mgmt, "gloo-mesh", TOKEN_SECRET, &[("token", token)]).await;
 }
 
 pub async fn member_kubeconfig(mgmt: &Client, member: &ControlPlane, name: &str) {

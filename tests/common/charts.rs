@@ -102,6 +102,20 @@ pub fn template(
     run(&mut helm, None)
 }
 
+/// The documents of the operator chart rendered with its defaults (release
+/// `dualmesh` in `dualmesh-system`).
+pub fn default_render() -> Vec<Value> {
+    let home = tempfile::tempdir().unwrap();
+    documents(&template(
+        helm_in(home.path()),
+        "dualmesh",
+        "dualmesh",
+        "dualmesh-system",
+        None,
+        &[],
+    ))
+}
+
 /// The YAML documents of a multi-document stream, empty ones skipped.
 pub fn documents(yaml: &str) -> Vec<Value> {
     serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("a document does not parse: {e}"))

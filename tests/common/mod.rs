@@ -527,3 +527,44 @@ pub async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> O
     let value = secret.data?.remove(key)?;
     Some(String::from_utf8_lossy(&value.0).into_owned())
 }
+
+// ---------------------------------------------------------------------------
+// The Gloo Mesh relay pair a member gets by default (test values)
+// ---------------------------------------------------------------------------
+
+/// The relay root CA certificate (`relay-root-tls-secret`, key `ca.crt`).
+pub const CA: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBrelayROOTcaDATA0123456789\n-----END CERTIFICATE-----\n";
+/// The relay identity token, and the one it is rotated to.
+pub const TOKEN_1: &str = "relay-token-7f3a9c1e5b2d4f60";
+pub const TOKEN_2: &str = "relay-token-rotated-0d9e8c7b6a5f";
+pub const TOKEN_SECRET: &str = "relay-identity-token-secret";
+
+/// The relay pair in the management cluster's `gloo-mesh`, the token being `token`.
+pub async fn federation_sources(mgmt: &Client, token: &str) {
+    put_secret(
+        mgmt,
+        "gloo-mesh",
+        "relay-root-tls-secret",
+        &[("ca.crt", CA)],
+    )
+    .await;
+    put_secret(mgmt, "gloo-mesh", TOKEN_SECRET, &[("token", token)]).await;
+}
+
+/// Waits until `op` has exited, at most `within` (polled every 50 ms);
+/// panics with its log tail if it still runs then.
+pub async fn exit_status(op: &mut Operator, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = op.try_status() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator still runs after {within:?}:\n{}",
+            op.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
