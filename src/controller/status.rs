@@ -40,7 +40,7 @@ pub async fn write<K, S>(
     new_conditions: &[Condition],
 ) -> Result<bool, kube::Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
     S: Serialize + PartialEq + std::fmt::Debug,
 {
     if old == Some(new) {
@@ -57,7 +57,31 @@ where
     if ctx.already_written(&key, &read, hash) {
         return Ok(false);
     }
-    ssa::apply_status(api, obj, new).await?;
+    match ssa::apply_status(api, obj, new).await {
+        Ok(_) => {}
+        // The object changed since the cache's copy was read. When only its
+        // status or metadata did (same generation: most often this replica's
+        // own previous status write, which the cache had not seen yet), the
+        // status computed now is from a view at least as new: apply it over
+        // a fresh read, once, instead of waiting for the cache (under load
+        // that wait doubled into seconds). A new request, so it passes the
+        // fence again: a replica that lost its Lease sends nothing.
+        Err(e) if ssa::is_conflict(&e) => {
+            let fresh = api.get(&obj.meta().name.clone().unwrap_or_default()).await?;
+            if fresh.meta().generation != obj.meta().generation {
+                return Err(e);
+            }
+            let current = serde_json::to_value(&fresh).ok();
+            let wanted = serde_json::to_value(new).ok();
+            if current.as_ref().map(|c| &c["status"]) == wanted.as_ref() {
+                // Already there (and its Events already sent).
+                ctx.wrote(&key, read, hash);
+                return Ok(false);
+            }
+            ssa::apply_status(api, &fresh, new).await?;
+        }
+        Err(e) => return Err(e),
+    }
     ctx.wrote(&key, read, hash);
     let reference = obj.object_ref(&());
     for c in conditions::changed(old_conditions, new_conditions) {
