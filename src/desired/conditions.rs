@@ -164,17 +164,16 @@ pub fn ready(conditions: &[Condition]) -> Found {
     }
 }
 
-/// The conditions whose status, reason or message differ between `old` and
-/// `new`, as `(type, new condition)`: what deserves an Event.
+/// The conditions whose status or reason differ between `old` and `new`
+/// (or that are new): what deserves an Event. A new message alone (the
+/// gateway's addresses moved, one more Secret synced) is not an Event: the
+/// condition and the info log say it, and a busy cluster's Events stay
+/// about changes of state.
 pub fn changed<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition> {
     new.iter()
         .filter(|n| {
-            !old.iter().any(|o| {
-                o.type_ == n.type_
-                    && o.status == n.status
-                    && o.reason == n.reason
-                    && o.message == n.message
-            })
+            !old.iter()
+                .any(|o| o.type_ == n.type_ && o.status == n.status && o.reason == n.reason)
         })
         .collect()
 }
@@ -397,5 +396,12 @@ mod tests {
             cond("Ready", "True", "Ready", "all", 2),
         ];
         assert_eq!(changed(&old, &new), vec![&new[1]]);
+        // A message alone is no Event; a condition seen first is one.
+        let moved = vec![
+            cond("Valid", "True", "Valid", "addresses now [b]", 1),
+            cond("Ready", "True", "Ready", "all", 2),
+            cond("SecretsSynced", "True", "Synced", "2", 2),
+        ];
+        assert_eq!(changed(&new, &moved), vec![&moved[2]]);
     }
 }
