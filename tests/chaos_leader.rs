@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -264,14 +263,7 @@ async fn a_leader_frozen_under_load_starts_nothing_after_its_fence_closed_and_it
  {
     let (plane, client, world, mut a, b) = two_replicas("chaos-leader-freeze").await;
     let pid = a.pid().expect("A runs").to_string();
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
+    let signal = |sig: &str| send_signal(&pid, sig);
 
     let load = Load::start(&client, &world);
     wait_for("A busy under the load", Duration::from_secs(20), || async {

@@ -397,25 +397,7 @@ async fn member_clusters_get_config_addresses_and_trust_secrets() {
     };
     let alpha_events = events(a.clone()).await;
     let beta_events = events(b.clone()).await;
-    let statuses = serde_json::to_string(&(
-        Api::<MeshCluster>::all(a.clone())
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|mc| mc.status)
-            .collect::<Vec<_>>(),
-        Api::<DualStackPolicy>::all(a.clone())
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|p| p.status)
-            .collect::<Vec<_>>(),
-    ))
-    .unwrap();
+    let statuses = all_statuses(&a).await;
     assert!(
         alpha_events.contains("KubeconfigRefused") && statuses.contains("KubeconfigRefused"),
         "the Events and status searched are the ones this test caused"

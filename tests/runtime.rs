@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -202,14 +201,7 @@ async fn a_frozen_leader_that_lost_its_lease_exits_without_writing() {
     wait_external_ip(&client, "2001:db8::a").await;
 
     let pid = a.pid().expect("A runs").to_string();
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
+    let signal = |sig: &str| send_signal(&pid, sig);
     signal("-STOP");
     wait_holder(&client, "b", LEASE + Duration::from_secs(5)).await;
     // While A sleeps, the cluster changes and B follows.

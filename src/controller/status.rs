@@ -67,7 +67,9 @@ where
         // that wait doubled into seconds). A new request, so it passes the
         // fence again: a replica that lost its Lease sends nothing.
         Err(e) if ssa::is_conflict(&e) => {
-            let fresh = api.get(&obj.meta().name.clone().unwrap_or_default()).await?;
+            let fresh = api
+                .get(&obj.meta().name.clone().unwrap_or_default())
+                .await?;
             if fresh.meta().generation != obj.meta().generation {
                 return Err(e);
             }

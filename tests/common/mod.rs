@@ -568,3 +568,35 @@ pub async fn exit_status(op: &mut Operator, within: Duration) -> std::process::E
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `kill <sig> <pid>`, which must succeed.
+pub fn send_signal(pid: &str, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// The status of every MeshCluster and DualStackPolicy, as one JSON text
+/// (to search for what must not be there).
+pub async fn all_statuses(client: &Client) -> String {
+    let mcs = Api::<MeshCluster>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("list MeshClusters");
+    let policies = Api::<DualStackPolicy>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("list DualStackPolicies");
+    serde_json::to_string(&(
+        mcs.items.into_iter().map(|m| m.status).collect::<Vec<_>>(),
+        policies
+            .items
+            .into_iter()
+            .map(|p| p.status)
+            .collect::<Vec<_>>(),
+    ))
+    .expect("statuses serialize")
+}

@@ -156,14 +156,20 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_copy_is_created_with_its_type_and_applied_with_the_resource_version_read() {
+    /// The default relay pair, both sources present.
+    fn both_sources() -> (Vec<SecretSync>, Plan) {
         let syncs = default_relay_syncs();
         let sources = BTreeMap::from([
             (relay("relay-root-tls-secret"), source("ca.crt", "CA")),
             (relay("relay-identity-token-secret"), source("token", "T")),
         ]);
         let p = plan(&key(), "beta", &syncs, &sources);
+        (syncs, p)
+    }
+
+    #[test]
+    fn a_copy_is_created_with_its_type_and_applied_with_the_resource_version_read() {
+        let (_, p) = both_sources();
         let token = &p.desired[1];
         let hash = token.hash.clone();
         let labels =
@@ -239,12 +245,7 @@ mod tests {
 
     #[test]
     fn all_copies_planned_read_as_synced_with_their_targets() {
-        let syncs = default_relay_syncs();
-        let sources = BTreeMap::from([
-            (relay("relay-root-tls-secret"), source("ca.crt", "CA")),
-            (relay("relay-identity-token-secret"), source("token", "T")),
-        ]);
-        let p = plan(&key(), "beta", &syncs, &sources);
+        let (syncs, p) = both_sources();
         let (found, synced) = report(&p, &syncs, &[], false);
         assert_eq!(found.reason, reason::SYNCED);
         assert_eq!(
