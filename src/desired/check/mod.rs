@@ -4,7 +4,8 @@
 //! if there is one, into rows of OK / WARN / FAIL, each saying what it saw
 //! and how to fix it.
 //!
-//! One file per subject: `cidrs` (ServiceCIDRs, node podCIDRs), `nodes`
+//! One file per subject: `cidrs` (ServiceCIDRs, node podCIDRs), `live`
+//! (the operator's `ClusterMatchesPolicy` condition from them), `nodes`
 //! (node addresses under the policy's gatewayAddresses rules), `platform`
 //! (API server version, externalIPs admission, Istio), `output` (the text
 //! table and the JSON document).
@@ -18,6 +19,7 @@ use crate::desired::gateway_addresses::NodeAddress;
 use crate::desired::validate::{ValidPolicy, validate_policy};
 
 mod cidrs;
+mod live;
 mod nodes;
 mod output;
 mod platform;
@@ -25,6 +27,7 @@ mod platform;
 mod tests;
 
 pub use cidrs::{pod_cidr_rows, service_cidr_rows};
+pub use live::cluster_matches;
 pub use output::{JSON_SCHEMA, json, text};
 pub use platform::{parse_warning, version_of_image};
 

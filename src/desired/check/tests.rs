@@ -487,3 +487,40 @@ fn without_a_policy_both_families_are_checked_ipv6_first() {
         vec![("IPv6", Level::Fail), ("IPv4", Level::Ok)]
     );
 }
+
+#[test]
+fn the_live_condition_is_false_with_the_first_failure_and_its_fix() {
+    let o = Observed {
+        service_cidrs: Some(vec![cidrs(
+            "kubernetes",
+            &["10.96.0.0/16", "fd00:10:96::/112"],
+        )]),
+        nodes: Some(vec![node("n1", &["10.244.1.0/24"], &[])]),
+        ..Default::default()
+    };
+    assert_eq!(
+        cluster_matches(&o, "ipv6-only", &ipv6_only()),
+        crate::desired::conditions::Found::fail(
+            "ClusterMatchesPolicy",
+            "ServiceCIDRMismatch",
+            "IPv6 service-cidr: addressPlan.ipv6.serviceCIDR 2001:db8:1234:5678:8:3::/112 is not a Service range of the cluster: ServiceCIDR kubernetes fd00:10:96::/112; fix: set addressPlan.ipv6.serviceCIDR to fd00:10:96::/112, or create a ServiceCIDR with 2001:db8:1234:5678:8:3::/112"
+        )
+    );
+    // A node without an IPv6 podCIDR only warns: the condition stays True.
+    assert_eq!(
+        cluster_matches(&o, "dual-stack-ipv6-primary", &ipv6_primary()),
+        crate::desired::conditions::Found::ok(
+            "ClusterMatchesPolicy",
+            "ClusterMatches",
+            "the cluster's ServiceCIDRs and node podCIDRs match DualStackPolicy dual-stack-ipv6-primary"
+        )
+    );
+    let o = Observed {
+        nodes: Some(vec![node("n1", &["10.244.1.0/25"], &[])]),
+        ..o
+    };
+    assert_eq!(
+        cluster_matches(&o, "dual-stack-ipv6-primary", &ipv6_primary()).reason,
+        "PodCIDRMismatch"
+    );
+}
