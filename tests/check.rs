@@ -82,10 +82,15 @@ fn check_golden(name: &str, actual: &str) {
 
 /// Runs `dualmesh check` with `args` against `plane`: exit code and stdout.
 fn run(plane: &ControlPlane, args: &[&str]) -> (i32, String) {
+    run_as(&plane.kubeconfig_path(), args)
+}
+
+/// Runs `dualmesh check` with `args` and `kubeconfig`.
+fn run_as(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dualmesh"))
         .arg("check")
         .arg("--kubeconfig")
-        .arg(plane.kubeconfig_path())
+        .arg(kubeconfig)
         .args(args)
         .current_dir(repo())
         .output()
