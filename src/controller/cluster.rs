@@ -10,7 +10,7 @@
 //! are stripped to their addresses before they enter the cache.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use futures::channel::mpsc::UnboundedSender;
@@ -72,8 +72,9 @@ pub struct Cluster {
     trigger: Trigger,
     nodes: Mutex<Option<(Store<Node>, Arc<Task>)>>,
     service_cidrs: Mutex<Option<(Store<ServiceCIDR>, Arc<Task>)>>,
-    /// The ServiceCIDR API answered 404 (Kubernetes before 1.33).
-    service_cidr_api_missing: AtomicBool,
+    /// The HTTP code of the ServiceCIDR watch's last failed list (404:
+    /// Kubernetes before 1.33; 403: no RBAC for it); 0 once a list worked.
+    service_cidr_refused: AtomicU16,
     gateways: Mutex<HashMap<ObjectRef<MeshCluster>, Arc<GatewayWatch>>>,
     /// The MeshClusters checking this cluster against their policy: woken
     /// when a ServiceCIDR or a node's podCIDRs change.
@@ -163,7 +164,7 @@ impl Cluster {
             trigger,
             nodes: Mutex::new(None),
             service_cidrs: Mutex::new(None),
-            service_cidr_api_missing: AtomicBool::new(false),
+            service_cidr_refused: AtomicU16::new(0),
             gateways: Mutex::new(HashMap::new()),
             checkers: Mutex::new(HashSet::new()),
             this: this.clone(),
@@ -226,16 +227,22 @@ impl Cluster {
         store
     }
 
+    /// Why the ServiceCIDR cache cannot fill: the HTTP code the API server
+    /// refused its list with (404: no ServiceCIDR API, Kubernetes before
+    /// 1.33; 403: the identity may not list them).
+    pub fn service_cidr_refusal(&self) -> Option<u16> {
+        match self.service_cidr_refused.load(Ordering::Relaxed) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
     /// The cluster's ServiceCIDR cache (names and `spec.cidrs`), started on
-    /// first use; and whether the API is missing (Kubernetes before 1.33:
-    /// the cache then never fills).
-    pub fn service_cidrs(&self) -> (Store<ServiceCIDR>, bool) {
+    /// first use.
+    pub fn service_cidrs(&self) -> Store<ServiceCIDR> {
         let mut guard = self.service_cidrs.lock().expect("service cidrs lock");
         if let Some((store, _)) = guard.as_ref() {
-            return (
-                store.clone(),
-                self.service_cidr_api_missing.load(Ordering::Relaxed),
-            );
+            return store.clone();
         }
         let (store, writer) = reflector::store();
         let api: Api<ServiceCIDR> = Api::all(self.client.clone());
@@ -255,19 +262,15 @@ impl Cluster {
                 };
                 let event = match event {
                     Ok(e) => e,
-                    Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
-                        if s.code == 404 =>
-                    {
+                    Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) => {
                         cluster
-                            .service_cidr_api_missing
-                            .store(true, Ordering::Relaxed);
+                            .service_cidr_refused
+                            .store(s.code, Ordering::Relaxed);
                         continue;
                     }
                     Err(_) => continue,
                 };
-                cluster
-                    .service_cidr_api_missing
-                    .store(false, Ordering::Relaxed);
+                cluster.service_cidr_refused.store(0, Ordering::Relaxed);
                 match event {
                     watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
                         let cidrs = c.spec.and_then(|s| s.cidrs);
@@ -286,7 +289,7 @@ impl Cluster {
             }
         });
         *guard = Some((store.clone(), Arc::new(Task(task))));
-        (store, false)
+        store
     }
 
     /// Notes that `mc` checks this cluster against its policy.

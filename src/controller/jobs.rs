@@ -195,34 +195,51 @@ pub(super) async fn cluster_check(
     valid_policy: &ValidPolicy,
 ) -> Option<Found> {
     cluster.checked_by(&ObjectRef::from_obj(mc));
-    let (cidrs, missing) = cluster.service_cidrs();
+    let key = meshcluster_key(mc);
+    let cidrs = cluster.service_cidrs();
     let nodes = cluster.nodes();
-    let mut observed = Observed {
-        service_cidr_api_missing: missing,
-        ..Default::default()
-    };
-    if !missing {
-        if let Err(e) = synced(&cidrs, "ServiceCIDR", CHECK_CACHE_WAIT).await {
-            tracing::debug!(meshcluster = %meshcluster_key(mc), error = %e, "policy check skipped");
+    let mut observed = Observed::default();
+    // The first list, or the API server refusing it, whichever comes first.
+    let deadline = tokio::time::Instant::now() + CHECK_CACHE_WAIT;
+    loop {
+        match cluster.service_cidr_refusal() {
+            Some(404) => {
+                observed.service_cidr_api_missing = true;
+                break;
+            }
+            Some(code) => {
+                tracing::debug!(meshcluster = %key, code, "policy check skipped: ServiceCIDRs refused");
+                return None;
+            }
+            None => {}
+        }
+        if synced(&cidrs, "ServiceCIDR", Duration::from_millis(20))
+            .await
+            .is_ok()
+        {
+            let mut list: Vec<ServiceCidr> = cidrs
+                .state()
+                .iter()
+                .map(|c| ServiceCidr {
+                    name: c.name_any(),
+                    cidrs: c
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.cidrs.clone())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            observed.service_cidrs = Some(list);
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!(meshcluster = %key, "policy check skipped: no ServiceCIDR list yet");
             return None;
         }
-        let mut list: Vec<ServiceCidr> = cidrs
-            .state()
-            .iter()
-            .map(|c| ServiceCidr {
-                name: c.name_any(),
-                cidrs: c
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.cidrs.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        observed.service_cidrs = Some(list);
     }
     if let Err(e) = synced(&nodes, "Node", CHECK_CACHE_WAIT).await {
-        tracing::debug!(meshcluster = %meshcluster_key(mc), error = %e, "policy check skipped");
+        tracing::debug!(meshcluster = %key, error = %e, "policy check skipped");
         return None;
     }
     let mut list: Vec<NodeFacts> = nodes
