@@ -26,6 +26,41 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Check that a cluster is ready for a policy's mesh, family by family:
+    /// ServiceCIDRs, node podCIDRs and addresses, externalIPs admission,
+    /// Istio and API server versions. Read-only (plus one server-side dry
+    /// run). Exits 0 when nothing FAILs, 1 when something does, 2 on usage
+    /// or connection errors.
+    Check {
+        /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// The kubeconfig context (default: its current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// A YAML file with the DualStackPolicy to check against.
+        #[arg(short = 'f', long = "filename", conflicts_with = "policy")]
+        file: Option<std::path::PathBuf>,
+        /// The DualStackPolicy in the cluster to check against (default:
+        /// none: both families, the default gatewayAddresses rules).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// The namespace of the externalIPs dry-run Service (must exist).
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The namespace istiod runs in.
+        #[arg(long, default_value = "istio-system")]
+        istio_namespace: String,
+        /// The namespace of the gateway Pods.
+        #[arg(long, default_value = "istio-system")]
+        gateway_namespace: String,
+        /// The label selector of the gateway Pods.
+        #[arg(long, default_value = "app=istio-ingressgateway")]
+        gateway_selector: String,
+    },
     /// Run the controllers against the cluster of the current kubeconfig
     /// (in-cluster config when running in a Pod).
     Run {
@@ -72,6 +107,12 @@ struct LeaderArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum LogFormat {
     Text,
     Json,
@@ -109,6 +150,36 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         },
+        Command::Check {
+            kubeconfig,
+            context,
+            file,
+            policy,
+            output,
+            namespace,
+            istio_namespace,
+            gateway_namespace,
+            gateway_selector,
+        } => {
+            use dualmesh::check::{Format, Options, PolicySource};
+            return dualmesh::check::main(Options {
+                kubeconfig,
+                context,
+                policy: match (file, policy) {
+                    (Some(f), _) => PolicySource::File(f),
+                    (None, Some(name)) => PolicySource::Named(name),
+                    (None, None) => PolicySource::None,
+                },
+                format: match output {
+                    OutputFormat::Text => Format::Text,
+                    OutputFormat::Json => Format::Json,
+                },
+                namespace,
+                istio_namespace,
+                gateway_namespace,
+                gateway_selector,
+            });
+        }
         Command::Run {
             namespace,
             log_format,

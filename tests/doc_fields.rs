@@ -23,6 +23,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("spec.externalIPs", "Service"),
     ("spec.nodeName", "Pod"),
     ("status.addresses", "Node"),
+    ("spec.podCIDRs", "Node"),
 ];
 
 /// The openAPIV3Schema of each CRD in crds/, by kind.

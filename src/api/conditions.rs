@@ -13,6 +13,13 @@ pub const ISTIO_CONFIG_APPLIED: &str = "IstioConfigApplied";
 pub const GATEWAY_ADDRESSES_READY: &str = "GatewayAddressesReady";
 /// The trust secrets are copied into the member cluster.
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
+/// The target cluster's ServiceCIDRs and node podCIDRs match the policy's
+/// address plan. Informs only: it never blocks publishing and is not part
+/// of `Ready`.
+pub const CLUSTER_MATCHES_POLICY: &str = "ClusterMatchesPolicy";
+
+/// Conditions that inform and do not count towards `Ready`.
+pub const INFORMATIVE: [&str; 1] = [CLUSTER_MATCHES_POLICY];
 
 /// Reasons, one per outcome.
 pub mod reason {
@@ -43,6 +50,13 @@ pub mod reason {
     pub const SYNC_FAILED: &str = "SyncFailed";
     /// The content-hash key Secret exists but holds no usable key.
     pub const HASH_KEY_UNUSABLE: &str = "HashKeyUnusable";
+
+    /// ClusterMatchesPolicy True: no check of the address plan fails.
+    pub const CLUSTER_MATCHES: &str = "ClusterMatches";
+    /// ClusterMatchesPolicy False: a ServiceCIDR check fails.
+    pub const SERVICE_CIDR_MISMATCH: &str = "ServiceCIDRMismatch";
+    /// ClusterMatchesPolicy False: a node podCIDR check fails.
+    pub const POD_CIDR_MISMATCH: &str = "PodCIDRMismatch";
 
     pub const READY: &str = "Ready";
     pub const NOT_READY: &str = "NotReady";

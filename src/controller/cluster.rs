@@ -1,21 +1,24 @@
 //! A target cluster as dualmesh sees it: a client, and the label-selected
 //! watches of each MeshCluster's gateway there (its Pods and its Service),
-//! plus one Node watch per cluster whose cache keeps only names and
-//! addresses. Every event maps back to the MeshClusters it concerns and is
-//! sent on the trigger channel the MeshCluster controller listens to.
+//! plus one Node watch per cluster whose cache keeps only names, podCIDRs
+//! and addresses, and one ServiceCIDR watch. Every event maps back to the
+//! MeshClusters it concerns and is sent on the trigger channel the
+//! MeshCluster controller listens to.
 //!
 //! Memory stays flat on big clusters: Pods are watched only in the gateway
 //! namespace with the gateway selector, the Service by name, and cached Nodes
 //! are stripped to their addresses before they enter the cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
-    Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
+    Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
 };
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::core::{Expression, Selector};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -68,17 +71,29 @@ pub struct Cluster {
     pub client: Client,
     trigger: Trigger,
     nodes: Mutex<Option<(Store<Node>, Arc<Task>)>>,
+    service_cidrs: Mutex<Option<(Store<ServiceCIDR>, Arc<Task>)>>,
+    /// The HTTP code of the ServiceCIDR watch's last failed list (404:
+    /// Kubernetes before 1.33; 403: no RBAC for it); 0 once a list worked.
+    service_cidr_refused: AtomicU16,
     gateways: Mutex<HashMap<ObjectRef<MeshCluster>, Arc<GatewayWatch>>>,
+    /// The MeshClusters checking this cluster against their policy: woken
+    /// when a ServiceCIDR or a node's podCIDRs change.
+    checkers: Mutex<HashSet<ObjectRef<MeshCluster>>>,
     this: Weak<Cluster>,
 }
 
-/// Keeps only what address selection reads: name and addresses.
+/// Keeps only what address selection and the policy check read: name,
+/// podCIDRs and addresses.
 fn strip_node(node: &mut Node) {
     node.metadata.managed_fields = None;
     node.metadata.annotations = None;
     node.metadata.labels = None;
     node.metadata.owner_references = None;
-    node.spec = None;
+    let pod_cidrs = node.spec.take().and_then(|s| s.pod_cidrs);
+    node.spec = pod_cidrs.is_some().then(|| NodeSpec {
+        pod_cidrs,
+        ..Default::default()
+    });
     let addresses = node.status.take().and_then(|s| s.addresses);
     node.status = Some(NodeStatus {
         addresses,
@@ -126,18 +141,37 @@ fn addresses_of(node: &Node) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A node's `spec.podCIDRs`.
+pub fn pod_cidrs_of(node: &Node) -> Vec<String> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidrs.clone())
+        .unwrap_or_default()
+}
+
+/// Keeps only what the policy check reads: name and `spec.cidrs`.
+fn strip_service_cidr(c: &mut ServiceCIDR) {
+    c.metadata.managed_fields = None;
+    c.metadata.annotations = None;
+    c.metadata.labels = None;
+    c.status = None;
+}
+
 impl Cluster {
     pub fn new(client: Client, trigger: Trigger) -> Arc<Self> {
         Arc::new_cyclic(|this| Cluster {
             client,
             trigger,
             nodes: Mutex::new(None),
+            service_cidrs: Mutex::new(None),
+            service_cidr_refused: AtomicU16::new(0),
             gateways: Mutex::new(HashMap::new()),
+            checkers: Mutex::new(HashSet::new()),
             this: this.clone(),
         })
     }
 
-    /// The cluster's Node cache (name and addresses only), started on first use.
+    /// The cluster's Node cache (name, podCIDRs and addresses only), started on first use.
     pub fn nodes(&self) -> Store<Node> {
         let mut guard = self.nodes.lock().expect("nodes lock");
         if let Some((store, _)) = guard.as_ref() {
@@ -153,36 +187,123 @@ impl Cluster {
                 .modify(strip_node),
         );
         let task = tokio::spawn(async move {
-            // Only a change of a node's addresses (or its deletion) matters.
-            let mut seen: HashMap<String, Vec<(String, String)>> = HashMap::new();
+            // Only a change of a node's addresses or podCIDRs (or its
+            // arrival or deletion) matters.
+            type Seen = (Vec<(String, String)>, Vec<String>);
+            let mut seen: HashMap<String, Seen> = HashMap::new();
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 let Ok(event) = event else { continue };
-                let changed: Vec<String> = match event {
+                let (name, addresses_changed, cidrs_changed) = match event {
                     watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
                         let name = node.name_any();
-                        let addrs = addresses_of(&node);
-                        if seen.get(&name) == Some(&addrs) {
-                            continue;
+                        let now = (addresses_of(&node), pod_cidrs_of(&node));
+                        let before = seen.insert(name.clone(), now.clone());
+                        match before {
+                            Some(b) if b == now => continue,
+                            Some(b) => (name, b.0 != now.0, b.1 != now.1),
+                            None => (name, true, true),
                         }
-                        seen.insert(name.clone(), addrs);
-                        vec![name]
                     }
                     watcher::Event::Delete(node) => {
                         let name = node.name_any();
                         seen.remove(&name);
-                        vec![name]
+                        (name, true, true)
                     }
                     watcher::Event::Init | watcher::Event::InitDone => continue,
                 };
                 let Some(cluster) = this.upgrade() else {
                     return;
                 };
-                cluster.trigger_for_nodes(&changed);
+                if addresses_changed {
+                    cluster.trigger_for_nodes(&[name]);
+                }
+                if cidrs_changed {
+                    cluster.trigger_checkers();
+                }
             }
         });
         *guard = Some((store.clone(), Arc::new(Task(task))));
         store
+    }
+
+    /// Why the ServiceCIDR cache cannot fill: the HTTP code the API server
+    /// refused its list with (404: no ServiceCIDR API, Kubernetes before
+    /// 1.33; 403: the identity may not list them).
+    pub fn service_cidr_refusal(&self) -> Option<u16> {
+        match self.service_cidr_refused.load(Ordering::Relaxed) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// The cluster's ServiceCIDR cache (names and `spec.cidrs`), started on
+    /// first use.
+    pub fn service_cidrs(&self) -> Store<ServiceCIDR> {
+        let mut guard = self.service_cidrs.lock().expect("service cidrs lock");
+        if let Some((store, _)) = guard.as_ref() {
+            return store.clone();
+        }
+        let (store, writer) = reflector::store();
+        let api: Api<ServiceCIDR> = Api::all(self.client.clone());
+        let this = self.this.clone();
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default())
+                .backoff(super::backoff::WatchBackoff::new())
+                .modify(strip_service_cidr),
+        );
+        let task = tokio::spawn(async move {
+            let mut seen: HashMap<String, Option<Vec<String>>> = HashMap::new();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let Some(cluster) = this.upgrade() else {
+                    return;
+                };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) => {
+                        cluster
+                            .service_cidr_refused
+                            .store(s.code, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                cluster.service_cidr_refused.store(0, Ordering::Relaxed);
+                match event {
+                    watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                        let cidrs = c.spec.and_then(|s| s.cidrs);
+                        if seen.insert(c.metadata.name.unwrap_or_default(), cidrs.clone())
+                            == Some(cidrs)
+                        {
+                            continue;
+                        }
+                    }
+                    watcher::Event::Delete(c) => {
+                        seen.remove(&c.metadata.name.unwrap_or_default());
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                }
+                cluster.trigger_checkers();
+            }
+        });
+        *guard = Some((store.clone(), Arc::new(Task(task))));
+        store
+    }
+
+    /// Notes that `mc` checks this cluster against its policy.
+    pub fn checked_by(&self, mc: &ObjectRef<MeshCluster>) {
+        self.checkers
+            .lock()
+            .expect("checkers lock")
+            .insert(mc.clone());
+    }
+
+    fn trigger_checkers(&self) {
+        for mc in self.checkers.lock().expect("checkers lock").iter() {
+            let _ = self.trigger.unbounded_send(mc.clone());
+        }
     }
 
     fn trigger_for_nodes(&self, nodes: &[String]) {
@@ -255,6 +376,12 @@ impl Cluster {
     /// Stops the gateway watches of `mc` (gone, or no longer managing addresses).
     pub fn forget(&self, mc: &ObjectRef<MeshCluster>) {
         self.gateways.lock().expect("gateways lock").remove(mc);
+    }
+
+    /// Forgets `mc` altogether (it is being deleted).
+    pub fn forget_all(&self, mc: &ObjectRef<MeshCluster>) {
+        self.forget(mc);
+        self.checkers.lock().expect("checkers lock").remove(mc);
     }
 }
 

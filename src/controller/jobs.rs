@@ -1,16 +1,22 @@
-//! The three jobs of a MeshCluster reconcile (Istio config, gateway
-//! addresses, trust Secrets), each fetch -> build -> apply, and what each
-//! reports; [`super::meshcluster`] runs them side by side.
+//! The jobs of a MeshCluster reconcile (Istio config, gateway addresses,
+//! trust Secrets: each fetch -> build -> apply; and the read-only check of
+//! the cluster against the policy), and what each reports;
+//! [`super::meshcluster`] runs them side by side.
 
+use std::time::Duration;
+
+use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use super::cluster::Cluster;
+use super::cache::synced;
+use super::cluster::{Cluster, pod_cidrs_of};
 use super::gateway::{self, Applied};
 use super::meshcluster::{location, owner};
 use super::publish::{self, Location};
 use super::{Context, Error, federation};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{MeshCluster, PublishedConfig};
+use crate::desired::check::{self, NodeFacts, Observed, ServiceCidr};
 use crate::desired::conditions::Found;
 use crate::desired::keys::{object_key, parse_key};
 use crate::desired::selection::meshcluster_key;
@@ -173,6 +179,81 @@ pub(super) async fn secrets(
             error: Some(e.into()),
         },
     }
+}
+
+/// How long the policy check waits for the ServiceCIDR and Node caches.
+const CHECK_CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// The `ClusterMatchesPolicy` condition from the target's ServiceCIDR and
+/// Node caches (stripped to names, `spec.cidrs`, podCIDRs and addresses).
+/// Reads only; None (the condition stays as it was) while a cache is not
+/// filled.
+pub(super) async fn cluster_check(
+    mc: &MeshCluster,
+    cluster: &Cluster,
+    policy_name: &str,
+    valid_policy: &ValidPolicy,
+) -> Option<Found> {
+    cluster.checked_by(&ObjectRef::from_obj(mc));
+    let key = meshcluster_key(mc);
+    let cidrs = cluster.service_cidrs();
+    let nodes = cluster.nodes();
+    let mut observed = Observed::default();
+    // The first list, or the API server refusing it, whichever comes first.
+    let deadline = tokio::time::Instant::now() + CHECK_CACHE_WAIT;
+    loop {
+        match cluster.service_cidr_refusal() {
+            Some(404) => {
+                observed.service_cidr_api_missing = true;
+                break;
+            }
+            Some(code) => {
+                tracing::debug!(meshcluster = %key, code, "policy check skipped: ServiceCIDRs refused");
+                return None;
+            }
+            None => {}
+        }
+        if synced(&cidrs, "ServiceCIDR", Duration::from_millis(20))
+            .await
+            .is_ok()
+        {
+            let mut list: Vec<ServiceCidr> = cidrs
+                .state()
+                .iter()
+                .map(|c| ServiceCidr {
+                    name: c.name_any(),
+                    cidrs: c
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.cidrs.clone())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            observed.service_cidrs = Some(list);
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!(meshcluster = %key, "policy check skipped: no ServiceCIDR list yet");
+            return None;
+        }
+    }
+    if let Err(e) = synced(&nodes, "Node", CHECK_CACHE_WAIT).await {
+        tracing::debug!(meshcluster = %key, error = %e, "policy check skipped");
+        return None;
+    }
+    let mut list: Vec<NodeFacts> = nodes
+        .state()
+        .iter()
+        .map(|n| NodeFacts {
+            name: n.name_any(),
+            pod_cidrs: pod_cidrs_of(n),
+            addresses: Vec::new(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    observed.nodes = Some(list);
+    Some(check::cluster_matches(&observed, policy_name, valid_policy))
 }
 
 /// Where the status says the config was published last.

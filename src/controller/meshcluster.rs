@@ -3,7 +3,7 @@
 //! ```text
 //! validate  the MeshCluster (pure); problems -> Valid=False, nothing applied
 //! fetch     its DualStackPolicy; validate it (pure); connect the target cluster
-//! fetch     what the Istio and gateway jobs need, side by side
+//! fetch     what the Istio, gateway and policy-check jobs need, side by side
 //! build     the IstioOperator, the publish plan, the gateway plan (pure)
 //! apply     the three jobs' writes side by side, each preconditioned on its read
 //! status    the new status (pure), written only if changed, Events
@@ -244,14 +244,17 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             jobs::istio(mc, &cluster, &valid_mc, &valid_policy),
             jobs::gateway(mc, &cluster, &valid_mc, &valid_policy),
             jobs::secrets(ctx, &cluster.client, mc),
+            jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
         )
     };
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
-        Ok((istio, gateway, secrets)) => {
+        Ok((istio, gateway, secrets, check)) => {
             // What each job found, in a fixed order.
             for job in [istio.found, gateway.found, secrets.found] {
                 out.found.extend(job);
             }
+            // Informs only: never an error, never a reason to retry.
+            out.found.extend(check);
             out.errors.extend(
                 [istio.error, gateway.error, secrets.error]
                     .into_iter()
@@ -310,7 +313,7 @@ async fn connect_member(
 async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     let mc_ref = ObjectRef::from_obj(mc);
     let key = meshcluster_key(mc);
-    ctx.local.forget(&mc_ref);
+    ctx.local.forget_all(&mc_ref);
     ctx.forget(&key, &status::written_key(mc));
     ctx.metrics
         .forget_meshcluster(&mc.namespace().unwrap_or_default(), &mc.name_any());

@@ -61,13 +61,14 @@ fn clip(message: &str) -> String {
 }
 
 /// The order conditions are listed in; other types follow, by name.
-pub const ORDER: [&str; 6] = [
+pub const ORDER: [&str; 7] = [
     types::READY,
     types::VALID,
     types::CLUSTER_REACHABLE,
     types::ISTIO_CONFIG_APPLIED,
     types::GATEWAY_ADDRESSES_READY,
     types::SECRETS_SYNCED,
+    types::CLUSTER_MATCHES_POLICY,
 ];
 
 fn rank(type_: &str) -> (usize, String) {
@@ -138,13 +139,15 @@ pub fn merge_with_ready(
     merge(existing, &all, generation, now)
 }
 
-/// The `Ready` condition summarizing `conditions` (all but `Ready` itself):
-/// True when every one is True, else False naming the ones that are not,
-/// with the first one's reason and message.
+/// The `Ready` condition summarizing `conditions` (all but `Ready` itself
+/// and the [`types::INFORMATIVE`] ones): True when every one is True, else
+/// False naming the ones that are not, with the first one's reason and
+/// message.
 pub fn ready(conditions: &[Condition]) -> Found {
     let failing: Vec<&Condition> = conditions
         .iter()
-        .filter(|c| c.type_ != types::READY && c.status != "True")
+        .filter(|c| c.type_ != types::READY && !types::INFORMATIVE.contains(&c.type_.as_str()))
+        .filter(|c| c.status != "True")
         .collect();
     match failing.first() {
         None => Found::ok(types::READY, reason::READY, "all conditions are True"),
@@ -292,6 +295,23 @@ mod tests {
         let twice = merge(&once, &found, Some(2), &at(500));
         assert_eq!(once, twice);
         assert!(changed(&once, &twice).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_that_does_not_match_its_policy_informs_without_blocking_ready() {
+        assert_eq!(
+            ready(&[
+                cond("Valid", "True", "Valid", "ok", 1),
+                cond(
+                    "ClusterMatchesPolicy",
+                    "False",
+                    "ServiceCIDRMismatch",
+                    "IPv6 service-cidr: ...",
+                    1
+                ),
+            ]),
+            Found::ok("Ready", "Ready", "all conditions are True")
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The pure core: validation, rendering, address selection, sync planning,
-//! publish planning, status assembly and conditions. Nothing here talks to
-//! a cluster, spawns a task or reads the clock; callers pass in what they
-//! observed and get back what should be.
+//! publish planning, the cluster checks, status assembly and conditions.
+//! Nothing here talks to a cluster, spawns a task or reads the clock;
+//! callers pass in what they observed and get back what should be.
 
+pub mod check;
 pub mod conditions;
 pub mod gateway_addresses;
 pub mod gateway_service;

@@ -201,6 +201,19 @@ pub fn select(
     }
 }
 
+/// What one node would contribute under `policy`, as [`select`] judges it:
+/// the addresses taken and the rejected ones with their reasons (what
+/// `dualmesh check` counts per node).
+pub fn judge_node(
+    node: &str,
+    addresses: &[NodeAddress],
+    policy: &ValidPolicy,
+) -> (Vec<IpAddr>, Vec<Rejected>) {
+    let mut rejected = Vec::new();
+    let picked = node_selection(node, addresses, policy, &mut rejected);
+    (picked, rejected)
+}
+
 /// An IP-typed Node address, judged: its preference rank (index in
 /// `addressTypes`) and address, or why it is not published.
 type Judgment = Result<(usize, IpAddr), RejectReason>;

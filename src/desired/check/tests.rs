@@ -1,0 +1,526 @@
+//! Exact outputs of the checks, one subject at a time, then the text and
+//! JSON renderings of a whole report.
+
+use super::*;
+use crate::api::DualStackPolicy;
+
+fn policy(yaml: &str) -> ValidPolicy {
+    let p: DualStackPolicy = serde_saphyr::from_str(yaml).unwrap();
+    validate_policy(&p.spec).unwrap()
+}
+
+fn ipv6_only() -> ValidPolicy {
+    policy(include_str!("../../../examples/policy-ipv6-only.yaml"))
+}
+
+fn ipv6_primary() -> ValidPolicy {
+    policy(include_str!(
+        "../../../examples/policy-dual-stack-ipv6-primary.yaml"
+    ))
+}
+
+fn cidrs(name: &str, cidrs: &[&str]) -> ServiceCidr {
+    ServiceCidr {
+        name: name.into(),
+        cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+fn node(name: &str, pod_cidrs: &[&str], addresses: &[(&str, &str)]) -> NodeFacts {
+    NodeFacts {
+        name: name.into(),
+        pod_cidrs: pod_cidrs.iter().map(|c| c.to_string()).collect(),
+        addresses: addresses
+            .iter()
+            .map(|(k, a)| NodeAddress {
+                kind: k.to_string(),
+                address: a.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn with_service_cidrs(list: Vec<ServiceCidr>) -> Observed {
+    Observed {
+        service_cidrs: Some(list),
+        ..Default::default()
+    }
+}
+
+fn one(rows: Vec<Row>) -> (Level, String, Option<String>) {
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = rows.into_iter().next().unwrap();
+    (r.level, r.saw, r.fix)
+}
+
+#[test]
+fn a_service_cidr_other_than_the_policys_fails_naming_both() {
+    let o = with_service_cidrs(vec![cidrs(
+        "kubernetes",
+        &["10.96.0.0/16", "fd00:10:96::/112"],
+    )]);
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &ipv6_only())),
+        (
+            Level::Fail,
+            "addressPlan.ipv6.serviceCIDR 2001:db8:1234:5678:8:3::/112 is not a Service range of the cluster: ServiceCIDR kubernetes fd00:10:96::/112".into(),
+            Some("set addressPlan.ipv6.serviceCIDR to fd00:10:96::/112, or create a ServiceCIDR with 2001:db8:1234:5678:8:3::/112".into()),
+        )
+    );
+}
+
+#[test]
+fn the_policys_service_cidr_in_any_servicecidr_object_is_ok() {
+    let o = with_service_cidrs(vec![
+        cidrs("kubernetes", &["10.96.0.0/16"]),
+        cidrs("more-v6", &["fd00:10:96::/112"]),
+    ]);
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &ipv6_primary())),
+        (
+            Level::Ok,
+            "addressPlan.ipv6.serviceCIDR fd00:10:96::/112 is ServiceCIDR more-v6 fd00:10:96::/112"
+                .into(),
+            None
+        )
+    );
+}
+
+#[test]
+fn a_policy_range_inside_or_around_the_clusters_warns() {
+    let p = policy(include_str!(
+        "../../../examples/policy-dual-stack-ipv4-primary.yaml"
+    ));
+    let o = with_service_cidrs(vec![cidrs(
+        "kubernetes",
+        &["10.96.0.0/16", "fd00:10:96::/112"],
+    )]);
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv4, &p)),
+        (
+            Level::Warn,
+            "addressPlan.ipv4.serviceCIDR 10.96.0.0/12 is larger than ServiceCIDR kubernetes 10.96.0.0/16".into(),
+            Some("set addressPlan.ipv4.serviceCIDR to 10.96.0.0/16, or create a ServiceCIDR for the rest of 10.96.0.0/12".into()),
+        )
+    );
+    let o = with_service_cidrs(vec![cidrs("kubernetes", &["fd00:10:96::/108"])]);
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &ipv6_primary())),
+        (
+            Level::Warn,
+            "addressPlan.ipv6.serviceCIDR fd00:10:96::/112 is smaller than ServiceCIDR kubernetes fd00:10:96::/108".into(),
+            Some("set addressPlan.ipv6.serviceCIDR to fd00:10:96::/108: Services may get addresses outside fd00:10:96::/112".into()),
+        )
+    );
+}
+
+#[test]
+fn a_family_without_any_service_range_fails() {
+    let o = with_service_cidrs(vec![cidrs("kubernetes", &["10.96.0.0/16"])]);
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &ipv6_primary())),
+        (
+            Level::Fail,
+            "no IPv6 range in ServiceCIDRs kubernetes".into(),
+            Some("add fd00:10:96::/112 to kube-apiserver --service-cluster-ip-range, or create a ServiceCIDR with it".into()),
+        )
+    );
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &default_policy())).2,
+        Some("add an IPv6 range to kube-apiserver --service-cluster-ip-range, or create a ServiceCIDR with one".into()),
+    );
+}
+
+#[test]
+fn without_the_servicecidr_api_the_row_warns_and_without_a_fetch_there_is_none() {
+    let o = Observed {
+        service_cidr_api_missing: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        one(service_cidr_rows(&o, IpFamily::IPv6, &ipv6_only())),
+        (
+            Level::Warn,
+            "networking.k8s.io/v1 ServiceCIDR is not served (Kubernetes before 1.33)".into(),
+            Some("compare addressPlan.ipv6.serviceCIDR with kube-apiserver --service-cluster-ip-range by hand".into()),
+        )
+    );
+    assert_eq!(
+        service_cidr_rows(&Observed::default(), IpFamily::IPv6, &ipv6_only()),
+        vec![]
+    );
+}
+
+#[test]
+fn node_pod_cidrs_are_judged_against_the_plan() {
+    let p = ipv6_primary();
+    let nodes = |list| Observed {
+        nodes: Some(list),
+        ..Default::default()
+    };
+    let o = nodes(vec![
+        node("n1", &["10.244.1.0/24", "fd00:10:244:1::/64"], &[]),
+        node("n2", &["10.244.2.0/24", "fd00:10:244:2::/64"], &[]),
+    ]);
+    assert_eq!(
+        one(pod_cidr_rows(&o, IpFamily::IPv6, &p)),
+        (
+            Level::Ok,
+            "2 of 2 nodes have an IPv6 podCIDR, each a /64 inside fd00:10:244::/56".into(),
+            None
+        )
+    );
+    let o = nodes(vec![
+        node("n1", &["10.244.1.0/24", "fd00:99::/64"], &[]),
+        node("n2", &["10.244.2.0/25"], &[]),
+    ]);
+    assert_eq!(
+        one(pod_cidr_rows(&o, IpFamily::IPv6, &p)),
+        (
+            Level::Fail,
+            "podCIDRs outside addressPlan.ipv6.podCIDR fd00:10:244::/56: n1 fd00:99::/64".into(),
+            Some(
+                "set addressPlan.ipv6.podCIDR to kube-controller-manager's IPv6 --cluster-cidr"
+                    .into()
+            ),
+        )
+    );
+    assert_eq!(
+        one(pod_cidr_rows(&o, IpFamily::IPv4, &p)),
+        (
+            Level::Fail,
+            "podCIDRs not /24 (addressPlan.ipv4.nodeCIDRMaskSize): n2 10.244.2.0/25".into(),
+            Some("set addressPlan.ipv4.nodeCIDRMaskSize to kube-controller-manager's --node-cidr-mask-size-ipv4".into()),
+        )
+    );
+    let o = nodes(vec![
+        node("n1", &["10.244.1.0/24", "fd00:10:244:1::/64"], &[]),
+        node("n2", &["10.244.2.0/24"], &[]),
+    ]);
+    let (level, saw, _) = one(pod_cidr_rows(&o, IpFamily::IPv6, &p));
+    assert_eq!(
+        (level, saw.as_str()),
+        (Level::Warn, "1 of 2 nodes lack an IPv6 podCIDR: n2")
+    );
+    let o = nodes(vec![node("n1", &[], &[])]);
+    assert_eq!(
+        one(pod_cidr_rows(&o, IpFamily::IPv6, &p)),
+        (
+            Level::Warn,
+            "none of 1 nodes has an IPv6 podCIDR".into(),
+            Some("expected when the CNI allocates Pod addresses itself (e.g. Calico IPAM); otherwise run kube-controller-manager with --allocate-node-cidrs and an IPv6 range in --cluster-cidr".into()),
+        )
+    );
+    assert_eq!(
+        one(pod_cidr_rows(&nodes(vec![]), IpFamily::IPv6, &p)),
+        (
+            Level::Warn,
+            "no Nodes".into(),
+            Some("join nodes, then check again".into())
+        )
+    );
+}
+
+#[test]
+fn node_addresses_follow_the_gateway_address_rules() {
+    let o = Observed {
+        nodes: Some(vec![
+            node("n1", &[], &[("InternalIP", "2001:db8:1::1")]),
+            node("n2", &[], &[("InternalIP", "fd00::2"), ("Hostname", "n2")]),
+            node("n3", &[], &[("InternalIP", "2001:db9::3")]),
+        ]),
+        gateway: Some((
+            "app=gw in istio-system".into(),
+            vec!["n1".into(), "n2".into(), "n9".into()],
+        )),
+        ..Default::default()
+    };
+    let rows = nodes::rows(&o, IpFamily::IPv6, &ipv6_only());
+    assert_eq!(
+        rows,
+        vec![
+            Row::new(
+                Scope::Family(IpFamily::IPv6),
+                id::NODE_ADDRESSES,
+                Level::Ok,
+                "1 of 3 nodes have an eligible IPv6 address".into()
+            ),
+            Row::new(
+                Scope::Family(IpFamily::IPv6),
+                id::GATEWAY_NODES,
+                Level::Fail,
+                "gateway nodes without an eligible IPv6 address: n2 (unique local, needs spec.gatewayAddresses.allowUniqueLocal), n9 (Node not found)".into()
+            )
+            .fix("give the nodes global IPv6 addresses, or widen spec.gatewayAddresses (addressTypes, allowedCIDRs, allowUniqueLocal)"),
+        ]
+    );
+    let none = Observed {
+        nodes: Some(vec![node("n1", &[], &[("InternalIP", "10.0.0.1")])]),
+        gateway: Some(("app=gw in istio-system".into(), vec![])),
+        ..Default::default()
+    };
+    let rows = nodes::rows(&none, IpFamily::IPv4, &default_policy());
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.level, r.saw.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                Level::Fail,
+                "no node has an eligible IPv4 address (10.0.0.1 on n1: private, needs spec.gatewayAddresses.allowPrivateIPv4)"
+            ),
+            (
+                Level::Warn,
+                "no ready gateway Pods (app=gw in istio-system)"
+            ),
+        ]
+    );
+}
+
+fn platform_rows(o: &Observed, p: &ValidPolicy) -> Vec<(Level, String)> {
+    platform::rows(o, p)
+        .into_iter()
+        .map(|r| (r.level, format!("{} {}", r.check, r.saw)))
+        .collect()
+}
+
+#[test]
+fn versions_are_read_from_tags_and_judged_against_the_thresholds() {
+    assert_eq!(
+        version_of_image("registry:5000/istio/pilot:1.28.1-distroless"),
+        Some(Version::new(1, 28))
+    );
+    assert_eq!(version_of_image("istio/pilot@sha256:abc"), None);
+    assert_eq!(Version::parse("v1.36.3"), Some(Version::new(1, 36)));
+    assert_eq!(Version::parse("1.30+"), Some(Version::new(1, 30)));
+
+    let istiod = |tag: &str, env: Option<&str>| Observed {
+        api_server_version: Some("v1.30.4".into()),
+        istiod: Some(Some(Istiod {
+            deployment: "istio-system/istiod".into(),
+            image: format!("docker.io/istio/pilot:{tag}"),
+            dual_stack_env: env.map(String::from),
+        })),
+        ..Default::default()
+    };
+    let p = ipv6_primary();
+    assert_eq!(
+        platform_rows(&istiod("1.23.0", None), &p),
+        vec![
+            (Level::Fail, "api-server-version Kubernetes v1.30.4: the CRDs' CEL rules (isCIDR, cidr()) need 1.31 or later".into()),
+            (Level::Fail, "istio-version Istio 1.23 (istiod istio-system/istiod image docker.io/istio/pilot:1.23.0): dual-stack needs 1.24 or later".into()),
+            (Level::Fail, "istio-dual-stack istiod istio-system/istiod runs without ISTIO_DUAL_STACK=true (unset)".into()),
+        ]
+    );
+    let levels = |tag| {
+        platform_rows(&istiod(tag, Some("true")), &p)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(levels("1.24.2"), [Level::Fail, Level::Warn, Level::Ok]);
+    assert_eq!(levels("1.29.0"), [Level::Fail, Level::Warn, Level::Ok]);
+    assert_eq!(levels("1.30.0"), [Level::Fail, Level::Ok, Level::Ok]);
+    assert_eq!(
+        platform_rows(&istiod("1.22.0", None), &ipv6_only())[1..],
+        [
+            (Level::Ok, "istio-version Istio 1.22 (istiod istio-system/istiod image docker.io/istio/pilot:1.22.0); an IPv6 mesh needs no dual-stack support".into()),
+            (Level::Ok, "istio-dual-stack an IPv6 mesh needs no ISTIO_DUAL_STACK (istiod istio-system/istiod: unset)".into()),
+        ]
+    );
+    let sail = Observed {
+        istiod: Some(None),
+        sail_istio: vec![("default".into(), "v1.28.0".into())],
+        ..Default::default()
+    };
+    assert_eq!(
+        platform_rows(&sail, &p),
+        vec![(Level::Warn, "istio-version Istio 1.28 (Sail Istio default version v1.28.0): dual-stack is beta, gateway EDS is not filtered by family before 1.30".into())]
+    );
+}
+
+#[test]
+fn external_ips_refused_accepted_or_warned() {
+    let probe = |p: ExternalIpsProbe| Observed {
+        external_ips: Some(p),
+        ..Default::default()
+    };
+    let refused = probe(ExternalIpsProbe {
+        accepted: false,
+        refused: Some((
+            403,
+            "Forbidden".into(),
+            "services \"x\" is forbidden: Use of external IPs is denied by admission control"
+                .into(),
+        )),
+        warning: None,
+    });
+    let rows = platform::rows(&refused, &ipv6_only());
+    assert_eq!(
+        rows,
+        vec![Row::new(
+            Scope::Cluster,
+            id::EXTERNAL_IPS,
+            Level::Fail,
+            "a Service with spec.externalIPs is refused (403 Forbidden) by the DenyServiceExternalIPs admission plugin".into()
+        )
+        .fix("allow externalIPs on the gateway Service (remove DenyServiceExternalIPs from --enable-admission-plugins, or exempt it in the webhook), or set spec.ingressGateway.manageExternalIPs: false and publish the addresses another way")]
+    );
+    let warned = probe(ExternalIpsProbe {
+        accepted: true,
+        refused: None,
+        warning: Some(parse_warning(
+            r#"299 - "spec.externalIPs: deprecated since v1.36""#,
+        )),
+    });
+    assert_eq!(
+        platform_rows(&warned, &ipv6_only()),
+        vec![(
+            Level::Warn,
+            "external-ips a Service with spec.externalIPs is accepted, with a warning: spec.externalIPs: deprecated since v1.36".into()
+        )]
+    );
+    let ok = probe(ExternalIpsProbe {
+        accepted: true,
+        ..Default::default()
+    });
+    assert_eq!(platform_rows(&ok, &ipv6_only())[0].0, Level::Ok);
+}
+
+fn sample() -> Report {
+    let o = Observed {
+        api_server_version: Some("v1.36.3".into()),
+        service_cidrs: Some(vec![cidrs(
+            "kubernetes",
+            &["10.96.0.0/16", "fd00:10:96::/112"],
+        )]),
+        nodes: Some(vec![node(
+            "n1",
+            &["fd00:10:244:1::/64"],
+            &[("InternalIP", "2001:db8::1")],
+        )]),
+        ..Default::default()
+    };
+    check(&o, Some(("ipv6-only", &ipv6_only())))
+}
+
+#[test]
+fn the_text_table_is_aligned_with_fixes_below_their_rows() {
+    let report = sample();
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(
+        text(&report),
+        "\
+dualmesh check: DualStackPolicy ipv6-only (IPv6)
+
+FAMILY        CHECK               LEVEL  SAW
+IPv6          service-cidr        FAIL   addressPlan.ipv6.serviceCIDR 2001:db8:1234:5678:8:3::/112 is not a Service range of the cluster: ServiceCIDR kubernetes fd00:10:96::/112
+                                         fix: set addressPlan.ipv6.serviceCIDR to fd00:10:96::/112, or create a ServiceCIDR with 2001:db8:1234:5678:8:3::/112
+IPv6          pod-cidr            FAIL   podCIDRs outside addressPlan.ipv6.podCIDR 2001:db8:1234:5678:8:2::/104: n1 fd00:10:244:1::/64
+                                         fix: set addressPlan.ipv6.podCIDR to kube-controller-manager's IPv6 --cluster-cidr
+IPv6          node-addresses      OK     1 of 1 nodes have an eligible IPv6 address
+cluster-wide  api-server-version  OK     Kubernetes v1.36.3 (the CRDs' CEL IP/CIDR libraries need 1.31+)
+
+FAIL: 2 OK, 0 WARN, 2 FAIL
+"
+    );
+}
+
+#[test]
+fn the_json_document_has_the_documented_schema() {
+    let mut report = sample();
+    report.rows.truncate(1);
+    report.rows.push(Row::new(
+        Scope::Cluster,
+        id::API_SERVER_VERSION,
+        Level::Ok,
+        "Kubernetes v1.36.3".into(),
+    ));
+    assert_eq!(
+        json(&report),
+        r#"{
+  "schema": "dualmesh.io/check/v1",
+  "policy": "ipv6-only",
+  "families": [
+    "IPv6"
+  ],
+  "result": "FAIL",
+  "summary": {
+    "OK": 1,
+    "WARN": 0,
+    "FAIL": 1
+  },
+  "rows": [
+    {
+      "family": "IPv6",
+      "check": "service-cidr",
+      "level": "FAIL",
+      "saw": "addressPlan.ipv6.serviceCIDR 2001:db8:1234:5678:8:3::/112 is not a Service range of the cluster: ServiceCIDR kubernetes fd00:10:96::/112",
+      "fix": "set addressPlan.ipv6.serviceCIDR to fd00:10:96::/112, or create a ServiceCIDR with 2001:db8:1234:5678:8:3::/112"
+    },
+    {
+      "family": "cluster-wide",
+      "check": "api-server-version",
+      "level": "OK",
+      "saw": "Kubernetes v1.36.3",
+      "fix": null
+    }
+  ]
+}
+"#
+    );
+}
+
+#[test]
+fn without_a_policy_both_families_are_checked_ipv6_first() {
+    let report = check(
+        &with_service_cidrs(vec![cidrs("kubernetes", &["10.96.0.0/16"])]),
+        None,
+    );
+    assert_eq!(report.policy, None);
+    assert_eq!(
+        report
+            .rows
+            .iter()
+            .map(|r| (r.scope.as_str(), r.level))
+            .collect::<Vec<_>>(),
+        vec![("IPv6", Level::Fail), ("IPv4", Level::Ok)]
+    );
+}
+
+#[test]
+fn the_live_condition_is_false_with_the_first_failure_and_its_fix() {
+    let o = Observed {
+        service_cidrs: Some(vec![cidrs(
+            "kubernetes",
+            &["10.96.0.0/16", "fd00:10:96::/112"],
+        )]),
+        nodes: Some(vec![node("n1", &["10.244.1.0/24"], &[])]),
+        ..Default::default()
+    };
+    assert_eq!(
+        cluster_matches(&o, "ipv6-only", &ipv6_only()),
+        crate::desired::conditions::Found::fail(
+            "ClusterMatchesPolicy",
+            "ServiceCIDRMismatch",
+            "IPv6 service-cidr: addressPlan.ipv6.serviceCIDR 2001:db8:1234:5678:8:3::/112 is not a Service range of the cluster: ServiceCIDR kubernetes fd00:10:96::/112; fix: set addressPlan.ipv6.serviceCIDR to fd00:10:96::/112, or create a ServiceCIDR with 2001:db8:1234:5678:8:3::/112"
+        )
+    );
+    // A node without an IPv6 podCIDR only warns: the condition stays True.
+    assert_eq!(
+        cluster_matches(&o, "dual-stack-ipv6-primary", &ipv6_primary()),
+        crate::desired::conditions::Found::ok(
+            "ClusterMatchesPolicy",
+            "ClusterMatches",
+            "the cluster's ServiceCIDRs and node podCIDRs match DualStackPolicy dual-stack-ipv6-primary"
+        )
+    );
+    let o = Observed {
+        nodes: Some(vec![node("n1", &["10.244.1.0/25"], &[])]),
+        ..o
+    };
+    assert_eq!(
+        cluster_matches(&o, "dual-stack-ipv6-primary", &ipv6_primary()).reason,
+        "PodCIDRMismatch"
+    );
+}
