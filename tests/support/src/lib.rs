@@ -8,16 +8,27 @@
 //! [`stop`]) and removes its files, also when a test panics; a panicking test gets the tail of the apiserver log on
 //! stderr, and the whole log is kept for reading afterwards.
 //!
-//! There is no kubelet, scheduler or controller-manager: tests create Nodes
-//! and Pods through the API with the fields a kubelet would set. Because no
-//! controller creates the `default` ServiceAccount, the `ServiceAccount`
-//! admission plugin is disabled (it would refuse every Pod).
+//! A default plane has no kubelet, scheduler or controller-manager: tests
+//! create Nodes and Pods through the API with the fields a kubelet would set
+//! ([`kubelet`]). Because no controller creates the `default`
+//! ServiceAccount, the `ServiceAccount` admission plugin is disabled there
+//! (it would refuse every Pod).
+//!
+//! A plane started with [`PlaneOptions::cluster`] also runs
+//! kube-controller-manager, kube-scheduler and kwok ([`cluster`]): it
+//! behaves like a cluster whose Nodes are fake ([`fake_nodes`]), Deployments
+//! are scheduled and their Pods become Running and Ready, and the
+//! `ServiceAccount` admission plugin is on.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod fake_nodes;
 pub mod kubelet;
 pub mod operator;
 pub mod retry;
 pub mod stop;
+pub mod wait;
+pub mod workload;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -45,8 +56,8 @@ pub const ADMIN_USER: &str = "testplane-admin";
 /// How long to wait for `/readyz` before giving up on a start.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Lines of apiserver log printed when a test fails.
-const LOG_TAIL_LINES: usize = 40;
+/// Lines of apiserver (or component) log printed when a test fails.
+pub(crate) const LOG_TAIL_LINES: usize = 40;
 
 /// How long kube-apiserver may take to exit after SIGTERM (with its etcd
 /// still up: a few seconds at most) before it is killed.
@@ -75,6 +86,15 @@ pub enum Error {
     )]
     NotReady {
         name: String,
+        reason: String,
+        tail: String,
+    },
+    #[error(
+        "control plane {plane}: {component} did not start: {reason}\n--- {component} log tail ---\n{tail}"
+    )]
+    ComponentFailed {
+        plane: String,
+        component: String,
         reason: String,
         tail: String,
     },
@@ -108,6 +128,9 @@ pub struct PlaneOptions {
     pub extra_args: Vec<String>,
     /// Keep files in this folder instead of a temporary one (for `make dev-up`).
     pub dir: Option<PathBuf>,
+    /// Also run kube-controller-manager, kube-scheduler and kwok, with the
+    /// `ServiceAccount` admission plugin on (see [`cluster`]).
+    pub cluster: bool,
 }
 
 impl PlaneOptions {
@@ -130,6 +153,12 @@ impl PlaneOptions {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
+        self
+    }
+
+    /// A plane that behaves like a cluster (see [`cluster`]).
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
         self
     }
 }
@@ -219,6 +248,9 @@ pub struct ControlPlane {
     etcd: Option<Child>,
     apiserver: Option<Child>,
     apiserver_args: Vec<String>,
+    /// kube-controller-manager, kube-scheduler and kwok on a cluster plane,
+    /// in start order; empty otherwise.
+    components: Vec<cluster::Component>,
     /// Whether its processes run in a process group of their own.
     own_group: bool,
     port: u16,
@@ -336,7 +368,6 @@ impl ControlPlane {
             // Endpoints may not point at loopback, and there are no nodes to
             // reach the apiserver through anyway.
             "--endpoint-reconciler-type=none".to_string(),
-            "--disable-admission-plugins=ServiceAccount".to_string(),
             "--profiling=false".to_string(),
             // Every write, with who made it: tests count a client's writes at
             // the API server (see `ControlPlane::writes_by`).
@@ -349,6 +380,11 @@ impl ControlPlane {
             "--audit-log-mode=blocking".to_string(),
             "--v=1".to_string(),
         ];
+        // Without a controller-manager no `default` ServiceAccount appears,
+        // and the plugin would refuse every Pod.
+        if !opts.cluster {
+            args.push("--disable-admission-plugins=ServiceAccount".to_string());
+        }
         if !admission.is_empty() {
             args.push(format!(
                 "--enable-admission-plugins={}",
@@ -371,6 +407,7 @@ impl ControlPlane {
             etcd: Some(etcd),
             apiserver: None,
             apiserver_args: args,
+            components: Vec::new(),
             own_group,
             port,
             kubeconfig,
@@ -378,6 +415,9 @@ impl ControlPlane {
         };
         plane.spawn_apiserver()?;
         plane.wait_ready().await?;
+        if opts.cluster {
+            plane.components = cluster::start(&plane, own_group).await?;
+        }
         Ok(plane)
     }
 
@@ -617,6 +657,17 @@ impl ControlPlane {
         )
     }
 
+    /// Process ids of the cluster components (kwok, kube-scheduler,
+    /// kube-controller-manager: stop order), empty on a default plane.
+    pub fn cluster_pids(&self) -> Vec<u32> {
+        self.components.iter().rev().map(|c| c.child.id()).collect()
+    }
+
+    /// Whether this plane runs the cluster components.
+    pub fn is_cluster(&self) -> bool {
+        !self.components.is_empty()
+    }
+
     /// Leaves the processes running after this value is gone (for `make
     /// dev-up`): the caller is now responsible for stopping them.
     pub fn detach(mut self) {
@@ -628,10 +679,11 @@ impl ControlPlane {
         tail(&self.apiserver_log(), lines)
     }
 
-    /// Stops kube-apiserver, then etcd (see [`stop`]); returns a line for
-    /// each process that had to be killed or still runs.
+    /// Stops the cluster components (newest first), kube-apiserver, then
+    /// etcd (see [`stop`]); returns a line for each process that had to be
+    /// killed or still runs.
     fn stop_all(&mut self) -> Vec<String> {
-        let mut complaints = Vec::new();
+        let mut complaints = cluster::stop_components(&self.name, &mut self.components);
         for (what, child, grace) in [
             ("kube-apiserver", self.apiserver.take(), APISERVER_GRACE),
             ("etcd", self.etcd.take(), ETCD_GRACE),
@@ -645,8 +697,9 @@ impl ControlPlane {
 }
 
 /// Stops the processes of a plane known only by their PIDs (`testplane
-/// down`): kube-apiserver first, then etcd, each SIGTERM then SIGKILL after
-/// its grace period. A PID whose process is no longer etcd or kube-apiserver
+/// down`): the cluster components (kwok, kube-scheduler,
+/// kube-controller-manager), then kube-apiserver, then etcd, each SIGTERM
+/// then SIGKILL after its grace period. A PID whose process is none of these
 /// (the PID file outlived a reboot) is left alone. Returns, for each PID,
 /// how it was stopped and what it was.
 pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, stop::Stopped)> {
@@ -654,14 +707,22 @@ pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, stop::Stopped)> {
         .iter()
         .map(|&pid| (pid, stop::comm(pid).unwrap_or_default()))
         .collect();
-    // The API server before its etcd, whatever the file's order.
-    known.sort_by_key(|(_, comm)| comm != "kube-apiserver");
+    // Whatever the file's order: the components, the API server, its etcd.
+    let order = |comm: &str| {
+        cluster::COMMS
+            .iter()
+            .chain(&["kube-apiserver", "etcd"])
+            .position(|c| *c == comm)
+            .unwrap_or(usize::MAX)
+    };
+    known.sort_by_key(|(_, comm)| order(comm));
     known
         .into_iter()
         .map(|(pid, comm)| {
             let stopped = match comm.as_str() {
                 "kube-apiserver" => stop::stop(&mut stop::Pid(pid), APISERVER_GRACE),
                 "etcd" => stop::stop(&mut stop::Pid(pid), ETCD_GRACE),
+                c if cluster::COMMS.contains(&c) => stop::stop(&mut stop::Pid(pid), cluster::GRACE),
                 _ => stop::Stopped::NotRunning,
             };
             (pid, comm, stopped)
@@ -689,6 +750,23 @@ impl Drop for ControlPlane {
                 kept.display(),
                 self.log_tail(LOG_TAIL_LINES)
             );
+            for c in &self.components {
+                let kept = std::env::temp_dir().join(format!(
+                    "testplane-{}-{}-{}.log",
+                    self.name,
+                    std::process::id(),
+                    c.what
+                ));
+                let _ = fs::copy(&c.log, &kept);
+                eprintln!(
+                    "--- control plane {}: last {} lines of the {} log (whole log: {}) ---\n{}",
+                    self.name,
+                    COMPONENT_TAIL_LINES,
+                    c.what,
+                    kept.display(),
+                    tail(&c.log, COMPONENT_TAIL_LINES)
+                );
+            }
         }
         for line in self.stop_all() {
             eprintln!("{line}");
@@ -696,7 +774,10 @@ impl Drop for ControlPlane {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// Lines of each cluster component's log printed when a test fails.
+const COMPONENT_TAIL_LINES: usize = 15;
+
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut f) = fs::File::open(path) else {
         return String::from("(no log)");
     };

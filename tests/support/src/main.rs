@@ -2,11 +2,13 @@
 //! `make dev-up`), and stop them again (`make dev-down`).
 //!
 //! ```text
-//! testplane up   --dir .dev alpha beta   # writes .dev/<name>.kubeconfig and .dev/<name>.pids
-//! testplane down --dir .dev              # stops every plane with a PID file in .dev
+//! testplane up   --dir .dev alpha beta             # writes .dev/<name>.kubeconfig and .dev/<name>.pids
+//! testplane up   --dir .dev --cluster alpha beta   # planes that behave like clusters (testplane::cluster)
+//! testplane down --dir .dev                        # stops every plane with a PID file in .dev
 //! ```
 //!
-//! `down` stops each plane's kube-apiserver before its etcd, kills what does
+//! `down` stops each plane's kwok, kube-scheduler and kube-controller-manager
+//! (when it runs them), then its kube-apiserver, then its etcd, kills what does
 //! not exit in time (and says so), and keeps the PID file of a plane whose
 //! processes still run, so a second `down` can try again.
 #![forbid(unsafe_code)]
@@ -19,7 +21,7 @@ use testplane::{ControlPlane, PlaneOptions, stop_pids};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: testplane up --dir DIR NAME...\n       testplane down --dir DIR");
+    eprintln!("usage: testplane up --dir DIR [--cluster] NAME...\n       testplane down --dir DIR");
     ExitCode::from(2)
 }
 
@@ -34,14 +36,18 @@ async fn main() -> ExitCode {
         [flag, dir, names @ ..] if flag == "--dir" => (PathBuf::from(dir), names),
         _ => return usage(),
     };
+    let (cluster, names) = match names {
+        [flag, names @ ..] if cmd == "up" && flag == "--cluster" => (true, names),
+        _ => (false, names),
+    };
     match cmd {
-        "up" if !names.is_empty() => up(&dir, names).await,
+        "up" if !names.is_empty() => up(&dir, names, cluster).await,
         "down" if names.is_empty() => down(&dir),
         _ => usage(),
     }
 }
 
-async fn up(dir: &Path, names: &[String]) -> ExitCode {
+async fn up(dir: &Path, names: &[String], cluster: bool) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(dir) {
         eprintln!("failed to create {}: {e}", dir.display());
         return ExitCode::FAILURE;
@@ -54,6 +60,7 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
         let started = std::time::Instant::now();
         let opts = PlaneOptions {
             dir: Some(dir.join(name)),
+            cluster,
             ..PlaneOptions::named(name)
         };
         // Interrupted while starting: dropping the start stops what it began
@@ -82,9 +89,11 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
         };
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
         let (etcd, apiserver) = plane.pids();
-        let pids = [apiserver, etcd]
-            .iter()
-            .flatten()
+        // In stop order (`down` sorts them again anyway).
+        let pids = plane
+            .cluster_pids()
+            .into_iter()
+            .chain([apiserver, etcd].into_iter().flatten())
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join("\n");
@@ -95,8 +104,13 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!(
-            "{name}: up at {} in {:.1}s; kubeconfig {}",
+            "{name}: up at {}{} in {:.1}s; kubeconfig {}",
             plane.server_url(),
+            if cluster {
+                " with kube-controller-manager, kube-scheduler and kwok"
+            } else {
+                ""
+            },
             started.elapsed().as_secs_f64(),
             kubeconfig.display()
         );
