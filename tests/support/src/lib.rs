@@ -21,7 +21,10 @@
 //! `ServiceAccount` admission plugin is on.
 #![forbid(unsafe_code)]
 
+mod audit;
+mod certs;
 pub mod cluster;
+mod error;
 pub mod fake_nodes;
 pub mod kubelet;
 pub mod operator;
@@ -29,6 +32,11 @@ pub mod retry;
 pub mod stop;
 pub mod wait;
 pub mod workload;
+
+pub use audit::Write;
+pub(crate) use error::io;
+pub use error::{Error, Result};
+pub use stop::stop_pids;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -38,12 +46,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+
+use audit::AUDIT_POLICY;
+use certs::Certs;
 
 /// The IPv4 and IPv6 Service ranges every plane serves: dual-stack, like the
 /// clusters dualmesh is for. The IPv6 /112 is within kube-apiserver's /108 limit.
@@ -65,55 +71,6 @@ pub const APISERVER_GRACE: Duration = Duration::from_secs(20);
 
 /// How long etcd may take to exit after SIGTERM before it is killed.
 pub const ETCD_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything that can go wrong while starting or driving a plane.
-#[derive(thiserror::Error)]
-pub enum Error {
-    #[error("failed to find the tools folder: {0}")]
-    Tools(String),
-    #[error("failed to {what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to generate certificates: {0}")]
-    Certs(#[from] rcgen::Error),
-    #[error("failed to build a client: {0}")]
-    Client(String),
-    #[error(
-        "control plane {name} did not become ready: {reason}\n--- apiserver log tail ---\n{tail}"
-    )]
-    NotReady {
-        name: String,
-        reason: String,
-        tail: String,
-    },
-    #[error(
-        "control plane {plane}: {component} did not start: {reason}\n--- {component} log tail ---\n{tail}"
-    )]
-    ComponentFailed {
-        plane: String,
-        component: String,
-        reason: String,
-        tail: String,
-    },
-}
-
-// `unwrap()` in a test prints Debug: make that the readable message, log tail
-// included, rather than one escaped line.
-impl std::fmt::Debug for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Io { what, source }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Per-plane settings beyond the defaults.
 #[derive(Clone, Debug, Default)]
@@ -213,31 +170,6 @@ impl PlaneDir {
             PlaneDir::Kept(p) => p,
         }
     }
-}
-
-/// Audit writes only (reads would fill the disk), at Metadata level: verb,
-/// user, object; never request bodies.
-const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-- level: Metadata
-  verbs: ["create", "update", "patch", "delete", "deletecollection"]
-- level: None
-"#;
-
-/// One write request as the API server's audit log recorded it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Write {
-    pub user: String,
-    pub verb: String,
-    pub resource: String,
-    pub subresource: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub code: Option<i64>,
-    /// When the API server received the request (`requestReceivedTimestamp`).
-    pub received: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// One running control plane.
@@ -535,27 +467,7 @@ impl ControlPlane {
     /// ServiceAccount to RBAC, so charts' bindings can be tested as is.
     pub fn user_kubeconfig(&self, user: &str, groups: &[&str], file: &str) -> Result<PathBuf> {
         let pki = self.dir.path().join("pki");
-        let read = |f: &str| fs::read_to_string(pki.join(f)).map_err(io(format!("read {f}")));
-        let ca_key = KeyPair::from_pem(&read("ca.key")?)?;
-        let issuer = Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key)?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, user);
-        for g in groups {
-            params.distinguished_name.push(DnType::OrganizationName, *g);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &issuer)?;
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {u}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: {u}\ncurrent-context: {n}\n",
-            n = self.name,
-            server = self.server_url(),
-            ca = b64(&read("ca.crt")?),
-            u = user.replace(':', "-"),
-            cert = b64(&cert.pem()),
-            key = b64(&key.serialize_pem()),
-        );
+        let yaml = certs::user_kubeconfig(&pki, &self.name, &self.server_url(), user, groups)?;
         let path = self.dir.path().join(file);
         fs::write(&path, yaml).map_err(io(format!("write {file}")))?;
         Ok(path)
@@ -577,30 +489,7 @@ impl ControlPlane {
     /// Every write request `user` made so far, from the API server's audit
     /// log (complete responses only). Fails when the log cannot be read.
     pub fn writes_by(&self, user: &str) -> Result<Vec<Write>> {
-        let text = self.audit_text()?;
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if v["stage"] != "ResponseComplete" || v["user"]["username"] != user {
-                continue;
-            }
-            let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
-            out.push(Write {
-                user: user.to_string(),
-                verb: s(&v["verb"]).unwrap_or_default(),
-                resource: s(&v["objectRef"]["resource"]).unwrap_or_default(),
-                subresource: s(&v["objectRef"]["subresource"]),
-                namespace: s(&v["objectRef"]["namespace"]),
-                name: s(&v["objectRef"]["name"]),
-                code: v["responseStatus"]["code"].as_i64(),
-                received: v["requestReceivedTimestamp"]
-                    .as_str()
-                    .and_then(|t| t.parse().ok()),
-            });
-        }
-        Ok(out)
+        Ok(audit::writes_by(&self.audit_text()?, user))
     }
 
     /// A `kube::Config` for the admin user.
@@ -696,40 +585,6 @@ impl ControlPlane {
     }
 }
 
-/// Stops the processes of a plane known only by their PIDs (`testplane
-/// down`): the cluster components (kwok, kube-scheduler,
-/// kube-controller-manager), then kube-apiserver, then etcd, each SIGTERM
-/// then SIGKILL after its grace period. A PID whose process is none of these
-/// (the PID file outlived a reboot) is left alone. Returns, for each PID,
-/// how it was stopped and what it was.
-pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, stop::Stopped)> {
-    let mut known: Vec<(u32, String)> = pids
-        .iter()
-        .map(|&pid| (pid, stop::comm(pid).unwrap_or_default()))
-        .collect();
-    // Whatever the file's order: the components, the API server, its etcd.
-    let order = |comm: &str| {
-        cluster::COMMS
-            .iter()
-            .chain(&["kube-apiserver", "etcd"])
-            .position(|c| *c == comm)
-            .unwrap_or(usize::MAX)
-    };
-    known.sort_by_key(|(_, comm)| order(comm));
-    known
-        .into_iter()
-        .map(|(pid, comm)| {
-            let stopped = match comm.as_str() {
-                "kube-apiserver" => stop::stop(&mut stop::Pid(pid), APISERVER_GRACE),
-                "etcd" => stop::stop(&mut stop::Pid(pid), ETCD_GRACE),
-                c if cluster::COMMS.contains(&c) => stop::stop(&mut stop::Pid(pid), cluster::GRACE),
-                _ => stop::Stopped::NotRunning,
-            };
-            (pid, comm, stopped)
-        })
-        .collect()
-}
-
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if self.detached {
@@ -787,105 +642,4 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let _ = f.read_to_string(&mut buf);
     let all: Vec<&str> = buf.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The certificates of one plane: a CA, the apiserver's serving certificate
-/// (valid for 127.0.0.1, ::1 and localhost), an admin client certificate in
-/// `system:masters`, and the service-account signing key.
-struct Certs {
-    ca_pem: String,
-    ca_key_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-    admin_pem: String,
-    admin_key_pem: String,
-    sa_key_pem: String,
-    sa_pub_pem: String,
-}
-
-impl Certs {
-    fn generate() -> Result<Self> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "testplane-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let server_key = KeyPair::generate()?;
-        let mut server = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "kubernetes".to_string(),
-            "kubernetes.default.svc".to_string(),
-        ])?;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        for ip in ["127.0.0.1", "::1", "10.96.0.1", "fd00:10:96::1"] {
-            server
-                .subject_alt_names
-                .push(SanType::IpAddress(ip.parse().expect("valid IP")));
-        }
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server.signed_by(&server_key, &issuer)?;
-
-        let admin_key = KeyPair::generate()?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, ADMIN_USER);
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
-
-        let sa_key = KeyPair::generate()?;
-        Ok(Certs {
-            ca_pem: ca_cert.pem(),
-            ca_key_pem,
-            server_pem: server_cert.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            admin_pem: admin_cert.pem(),
-            admin_key_pem: admin_key.serialize_pem(),
-            sa_key_pem: sa_key.serialize_pem(),
-            sa_pub_pem: sa_key.public_key_pem(),
-        })
-    }
-
-    fn kubeconfig(&self, name: &str, port: u16) -> Kubeconfig {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let yaml = format!(
-            r#"apiVersion: v1
-kind: Config
-clusters:
-- name: {name}
-  cluster:
-    server: https://127.0.0.1:{port}
-    certificate-authority-data: {ca}
-users:
-- name: {name}-admin
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {name}
-  context:
-    cluster: {name}
-    user: {name}-admin
-current-context: {name}
-"#,
-            ca = b64(&self.ca_pem),
-            cert = b64(&self.admin_pem),
-            key = b64(&self.admin_key_pem),
-        );
-        Kubeconfig::from_yaml(&yaml).expect("the generated kubeconfig parses")
-    }
 }
