@@ -100,10 +100,26 @@ pub fn pod_ips(pod: &Pod) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Waits until Deployment `name` has exactly `replicas` Pods matching
-/// `selector` (a label selector), every one Running and Ready, none being
-/// deleted, and the Deployment says so too (`availableReplicas`); returns
-/// the Pods sorted by name.
+/// Makes a Deployment's Pods refuse to share a node (required pod
+/// anti-affinity on `kubernetes.io/hostname`), so N replicas run on N nodes.
+pub fn one_per_node(d: &mut Deployment) {
+    let spec = d.spec.as_mut().expect("a Deployment spec");
+    let labels = spec.selector.match_labels.clone().unwrap_or_default();
+    let pod = spec.template.spec.as_mut().expect("a Pod template");
+    pod.affinity = Some(
+        serde_json::from_value(json!({
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": { "matchLabels": labels },
+                    "topologyKey": "kubernetes.io/hostname",
+                }],
+            },
+        }))
+        .expect("a valid affinity"),
+    );
+}
+
+/// [`wait_rolled_out_within`] [`ROLLOUT_TIMEOUT`].
 pub async fn wait_rolled_out(
     client: &kube::Client,
     namespace: &str,
@@ -111,11 +127,26 @@ pub async fn wait_rolled_out(
     selector: &str,
     replicas: usize,
 ) -> Vec<Pod> {
+    wait_rolled_out_within(client, namespace, name, selector, replicas, ROLLOUT_TIMEOUT).await
+}
+
+/// Waits until Deployment `name` has exactly `replicas` Pods matching
+/// `selector` (a label selector), every one Running and Ready, none being
+/// deleted, and the Deployment says so too (`availableReplicas`); returns
+/// the Pods sorted by name. Panics after `timeout`.
+pub async fn wait_rolled_out_within(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    selector: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> Vec<Pod> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     wait_for(
         &format!("deployment {namespace}/{name} with {replicas} Ready Pods"),
-        ROLLOUT_TIMEOUT,
+        timeout,
         || async {
             let d = deployments.get(name).await.map_err(|e| e.to_string())?;
             let available = d
