@@ -1,16 +1,18 @@
 //! The gateway Service's externalIPs follow the nodes of the gateway Pods.
 //!
-//! On a cluster plane (kube-scheduler, kube-controller-manager, kwok) the
+//! On cluster planes (kube-scheduler, kube-controller-manager, kwok) the
 //! gateway is a real Deployment on fake Nodes: moved by `kubectl cordon` +
 //! Pod deletion and by `kubectl drain`, scaled 1 -> 3 -> 1, and a Node
-//! deleted under it (the Pod GC and the ReplicaSet bring it back elsewhere).
+//! deleted under it (the Pod GC and the ReplicaSet bring it back elsewhere);
+//! IPv4-primary ordering and an API server that refuses externalIPs run on
+//! a Deployment too.
 //!
 //! Where a test needs an exact state (a given Pod on a given node, a
 //! Terminating Pod still listed, a Pod on a node that is gone), the Nodes and
 //! Pods are written as a kubelet and the scheduler would, on a default plane:
-//! IPv6-only, dual-stack IPv6- and IPv4-primary, mixed node address sets, a
-//! rescheduled Pod, two replicas, a deleted node, a recreated Service,
-//! another manager's address, and an API server that refuses externalIPs.
+//! IPv6-only and dual-stack IPv6-primary, mixed node address sets, a
+//! rescheduled Pod, two replicas, a deleted node, a recreated Service and
+//! another manager's address.
 
 mod common;
 
@@ -72,6 +74,15 @@ async fn pod(client: &Client, name: &str, node: &str) {
     )
     .await
     .expect("create pod");
+}
+
+/// The gateway as a Deployment of one replica, once its Pod is Ready.
+async fn deploy_gateway(client: &Client) -> Vec<Pod> {
+    let gateway = workload::deployment(GW_NS, GW, &gateway_labels(), "istio-proxy", 1);
+    workload::apply(client, &gateway)
+        .await
+        .expect("apply the gateway");
+    rolled_out(client, 1).await
 }
 
 async fn force_delete_pod(client: &Client, name: &str) {
@@ -243,8 +254,21 @@ async fn dual_stack_two_replicas_and_a_deleted_node() {
         &["2001:db8::a", "2001:db8::b", "192.0.2.1", "198.51.100.2"],
     )
     .await;
-    let message = wait_gateway_condition(&client, "True", "AddressesPublished").await;
-    assert!(message.starts_with("4 addresses from 2 nodes"), "{message}");
+    // The status is written after the Service, at the end of the reconcile:
+    // the condition may still count one node when the addresses are there.
+    wait_for(
+        "GatewayAddressesReady counting both nodes",
+        WAIT,
+        || async {
+            let message = wait_gateway_condition(&client, "True", "AddressesPublished").await;
+            if message.starts_with("4 addresses from 2 nodes") {
+                Ok(())
+            } else {
+                Err(message)
+            }
+        },
+    )
+    .await;
 
     // node-b is deleted (its Pod still names it): only node-a's addresses.
     Api::<Node>::all(client.clone())
@@ -267,21 +291,25 @@ async fn dual_stack_two_replicas_and_a_deleted_node() {
 
 #[tokio::test]
 async fn ipv4_primary_orders_ipv4_first() {
-    let plane = ControlPlane::start_named("gw-ipv4").await.expect("plane");
+    let plane = ControlPlane::start(PlaneOptions::named("gw-ipv4").cluster())
+        .await
+        .expect("plane");
     let (client, _operator) = setup(&plane, "policy-dual-stack-ipv4-primary.yaml").await;
     create_gateway_service(&client).await;
-    create_node(
+    create_fake_nodes(
         &client,
-        "node-a",
-        &[
-            ("InternalIP", "2001:db8::a"),
-            ("InternalIP", "203.0.113.7"),
-            ("Hostname", "a"),
-        ],
+        &[(
+            "node-a",
+            &[
+                ("InternalIP", "2001:db8::a"),
+                ("InternalIP", "203.0.113.7"),
+                ("Hostname", "a"),
+            ],
+        )],
     )
     .await
     .unwrap();
-    pod(&client, "gw-1", "node-a").await;
+    deploy_gateway(&client).await;
     wait_ips(&client, &["203.0.113.7", "2001:db8::a"]).await;
     // The status is written after the Service, at the end of the reconcile.
     wait_for(
@@ -304,16 +332,18 @@ async fn ipv4_primary_orders_ipv4_first() {
 #[tokio::test]
 async fn refused_external_ips_are_reported_and_not_retried_hot() {
     let plane = ControlPlane::start(
-        PlaneOptions::named("gw-denied").admission_plugin("DenyServiceExternalIPs"),
+        PlaneOptions::named("gw-denied")
+            .cluster()
+            .admission_plugin("DenyServiceExternalIPs"),
     )
     .await
     .expect("plane");
     let (client, operator) = setup(&plane, "policy-ipv6-only.yaml").await;
     create_gateway_service(&client).await;
-    create_node(&client, "node-a", &[("InternalIP", "2001:db8::a")])
+    create_fake_nodes(&client, &[("node-a", &[("InternalIP", "2001:db8::a")])])
         .await
         .unwrap();
-    pod(&client, "gw-1", "node-a").await;
+    deploy_gateway(&client).await;
     let message = wait_gateway_condition(&client, "False", "ExternalIPsDenied").await;
     assert!(message.contains("2001:db8::a"), "{message}");
     assert!(message.to_lowercase().contains("externalips"), "{message}");
@@ -403,6 +433,7 @@ async fn a_gateway_deployment_is_followed_through_cordon_drain_scale_and_a_delet
     create_gateway_service(&client).await;
     fake_nodes(&client, &[1]).await;
     let mut gateway = workload::deployment(GW_NS, GW, &gateway_labels(), "istio-proxy", 1);
+    // One replica per node, so that three replicas cover the three nodes.
     workload::one_per_node(&mut gateway);
     workload::apply(&client, &gateway).await.unwrap();
     let pods = rolled_out(&client, 1).await;

@@ -3,22 +3,27 @@
 //! Running and Ready) and given podCIDRs of both families by
 //! kube-controller-manager.
 //!
-//! The addresses are set once kwok has initialized the Node (Ready), with a
-//! merge patch of `status.addresses` alone, as a kubelet updates them: kwok's
-//! node-initialize stage, given a Node without both an InternalIP and a
-//! Hostname address, patches `addresses: null` and so deletes them all (its
-//! `--node-ip` / `--node-name` defaults are empty). Its heartbeat stage keeps
-//! whatever addresses a Node has. [`create_fake_nodes`] returns only when
-//! every Node is Ready, has both podCIDRs and shows exactly its addresses.
+//! A Node is created as a kubelet registers it: annotation, labels and the
+//! whole status (the chosen addresses, a Ready condition, capacity, node
+//! info) in one request. kwok's node-initialize stage selects only Nodes
+//! that are not Ready, so it never runs on these: it would have deleted the
+//! addresses of a Node lacking either an InternalIP or a Hostname address
+//! (it then patches `addresses: null`, its `--node-ip` / `--node-name`
+//! defaults being empty), and setting them after it ran races with its
+//! informer's stale copy. kwok keeps each Node's Lease (so the node
+//! lifecycle controller keeps it Ready) and runs its Pods;
+//! kube-controller-manager gives it a podCIDR of each family.
+//! [`create_fake_nodes`] returns when every Node has both.
 //!
 //! No taint: every Pod may be scheduled onto any fake Node unless the test
 //! says otherwise (cordon, drain, affinity).
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use crate::cluster::KWOK_ANNOTATION;
@@ -28,11 +33,23 @@ use crate::wait::wait_for;
 /// How long a fake Node may take to be Ready with both podCIDRs.
 pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The field manager the addresses are written with.
-pub const MANAGER: &str = "testplane-fake-nodes";
-
-/// The Node a kubelet on a fake machine would register, addresses aside.
-fn node(name: &str) -> Node {
+/// The Node a kubelet on a fake machine registers: its capacity and node
+/// info are what kwok's node-initialize stage would write.
+fn node(name: &str, addrs: &[NodeAddress<'_>]) -> Node {
+    let addrs: Vec<_> = addrs
+        .iter()
+        .map(|(t, a)| json!({ "type": t, "address": a }))
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({
+            "type": type_, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })
+    };
+    let resources = json!({ "cpu": "1k", "memory": "1Ti", "pods": "1M" });
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -46,36 +63,43 @@ fn node(name: &str) -> Node {
                 "type": "kwok",
             },
         },
+        "status": {
+            "addresses": addrs,
+            "conditions": [
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            ],
+            "capacity": resources,
+            "allocatable": resources,
+            "nodeInfo": {
+                "architecture": "amd64", "operatingSystem": "linux",
+                "kubeletVersion": "kwok", "kubeProxyVersion": "kwok",
+                "containerRuntimeVersion": "kwok", "kernelVersion": "kwok",
+                "bootID": "", "machineID": "", "osImage": "", "systemUUID": "",
+            },
+            "phase": "Running",
+        },
     }))
     .expect("a valid Node")
 }
 
-/// Registers fake Nodes (name, addresses) and waits until each is Ready
-/// with a podCIDR of each family; returns them as they are then.
+/// Registers fake Nodes (name, addresses) and waits until kwok holds each
+/// one's Lease and each has a podCIDR of each family; returns them as they
+/// are then.
 pub async fn create_fake_nodes(
     client: &kube::Client,
     nodes: &[(&str, &[NodeAddress<'_>])],
 ) -> kube::Result<Vec<Node>> {
     let api: Api<Node> = Api::all(client.clone());
-    for (name, _) in nodes {
-        api.create(&PostParams::default(), &node(name)).await?;
-    }
-    let params = PatchParams {
-        field_manager: Some(MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let mut ready = Vec::new();
     for (name, addrs) in nodes {
-        wait_node_ready(client, name).await;
-        let addrs: Vec<_> = addrs
-            .iter()
-            .map(|(t, a)| json!({ "type": t, "address": a }))
-            .collect();
-        let patch = json!({ "status": { "addresses": addrs } });
-        let node = api
-            .patch_status(name, &params, &Patch::Merge(patch))
+        api.create(&PostParams::default(), &node(name, addrs))
             .await?;
-        ready.push(node);
+    }
+    let mut ready = Vec::new();
+    for (name, _) in nodes {
+        ready.push(wait_node_ready(client, name).await);
     }
     Ok(ready)
 }
@@ -103,20 +127,27 @@ pub async fn create_n_fake_nodes(
     create_fake_nodes(client, &nodes).await
 }
 
-/// Waits until Node `name` is Ready (kwok) and has a podCIDR of each family
+/// Waits until Node `name` is Ready, kwok holds its Lease (in
+/// `kube-node-lease`) and it has a podCIDR of each family
 /// (kube-controller-manager); panics after [`NODE_READY_TIMEOUT`].
 pub async fn wait_node_ready(client: &kube::Client, name: &str) -> Node {
     let api: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     wait_for(
-        &format!("node {name} Ready with two podCIDRs"),
+        &format!("node {name} Ready, with its Lease and two podCIDRs"),
         NODE_READY_TIMEOUT,
         || async {
             let node = api.get(name).await.map_err(|e| e.to_string())?;
+            let lease = leases.get_opt(name).await.map_err(|e| e.to_string())?;
             let cidrs = pod_cidrs(&node);
-            if is_ready(&node) && cidrs.len() == 2 {
+            if is_ready(&node) && lease.is_some() && cidrs.len() == 2 {
                 Ok(node)
             } else {
-                Err(format!("ready: {}, podCIDRs: {cidrs:?}", is_ready(&node)))
+                Err(format!(
+                    "ready: {}, lease: {}, podCIDRs: {cidrs:?}",
+                    is_ready(&node),
+                    lease.is_some()
+                ))
             }
         },
     )
