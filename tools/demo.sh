@@ -94,25 +94,27 @@ echo "health and metrics on http://$addr"
 step "Apply the policy and both MeshClusters"
 run $A apply -f examples/policy-ipv6-only.yaml -f examples/meshcluster-alpha.yaml -f examples/meshcluster-beta.yaml
 
-# A fake Node (kwok plays its kubelet, kube-controller-manager gives it
-# podCIDRs) with the InternalIPs a kubelet would report. They are set once
-# kwok has made the Node Ready: its node-initialize stage drops addresses
-# a Node has before (see tests/support/src/fake_nodes.rs).
+# A fake Node with the InternalIPs a kubelet would report, registered Ready
+# as a kubelet registers (whole status in the create): kwok keeps its Lease
+# and runs its Pods, kube-controller-manager gives it podCIDRs (see
+# tests/support/src/fake_nodes.rs for why kwok's node-initialize must not
+# run on it).
 node() { # kubectl-prefix name address...
   local k=$1 name=$2; shift 2
-  local addrs
+  local addrs now
   addrs=$(printf '{"type":"InternalIP","address":"%s"},' "$@")
-  $k apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Node
-metadata:
-  name: $name
-  annotations: {kwok.x-k8s.io/node: fake}
-  labels: {kubernetes.io/hostname: $name, type: kwok}
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  $k create -f - >/dev/null <<EOF
+{"apiVersion": "v1", "kind": "Node",
+ "metadata": {"name": "$name", "annotations": {"kwok.x-k8s.io/node": "fake"},
+              "labels": {"kubernetes.io/hostname": "$name", "kubernetes.io/os": "linux", "type": "kwok"}},
+ "status": {"addresses": [${addrs%,}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "demo",
+                            "lastHeartbeatTime": "$now", "lastTransitionTime": "$now"}],
+            "capacity": {"cpu": "1k", "memory": "1Ti", "pods": "1M"},
+            "allocatable": {"cpu": "1k", "memory": "1Ti", "pods": "1M"}}}
 EOF
-  $k wait --for=condition=Ready --timeout=30s "node/$name" >/dev/null
-  $k patch node "$name" --subresource=status --type=merge \
-    -p "{\"status\":{\"addresses\":[${addrs%,}]}}" >/dev/null
+  $k wait --for=jsonpath='{.spec.podCIDRs[1]}' --timeout=30s "node/$name" >/dev/null
 }
 gateway() { # kubectl-prefix
   local k=$1
