@@ -157,9 +157,9 @@ chaos: tools ## Fault tests: apiserver killed, member down, operator killed mid-
 DEV_DIR := .dev
 
 .PHONY: dev-up
-dev-up: tools ## Start clusters alpha and beta (control planes, scheduler, controller-manager, kwok) in the background (.dev/*.kubeconfig).
+dev-up: tools ## Start clusters alpha and beta (control plane, scheduler, controller-manager, kwok, 2 fake Nodes each) in the background (.dev/*.kubeconfig).
 	cargo build -p testplane --bin testplane
-	target/debug/testplane up --dir $(DEV_DIR) --cluster alpha beta
+	target/debug/testplane up --dir $(DEV_DIR) --cluster --nodes 2 alpha beta
 
 .PHONY: dev-down
 dev-down: ## Stop dualmesh and the control planes started by dev-up / demo.

@@ -107,7 +107,7 @@ node() { # kubectl-prefix name address...
   $k create -f - >/dev/null <<EOF
 {"apiVersion": "v1", "kind": "Node",
  "metadata": {"name": "$name", "annotations": {"kwok.x-k8s.io/node": "fake"},
-              "labels": {"kubernetes.io/hostname": "$name", "kubernetes.io/os": "linux", "type": "kwok"}},
+              "labels": {"kubernetes.io/hostname": "$name", "kubernetes.io/os": "linux", "type": "kwok", "demo": "gateway"}},
  "status": {"addresses": [${addrs%,}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "demo",
                             "lastHeartbeatTime": "$now", "lastTransitionTime": "$now"}],
@@ -143,6 +143,8 @@ spec:
     metadata:
       labels: {app: istio-ingressgateway, istio: ingressgateway}
     spec:
+      # The demo's nodes only (make dev-up's planes have fake Nodes of their own).
+      nodeSelector: {demo: gateway}
       terminationGracePeriodSeconds: 0
       containers: [{name: istio-proxy, image: docker.io/istio/proxyv2:1.28.0}]
 EOF
