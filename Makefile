@@ -16,11 +16,16 @@ ETCD_VERSION  := $(call gomod-version,go.etcd.io/etcd/server/v3,tools/etcd/go.mo
 HELM_VERSION  := $(call gomod-version,helm.sh/helm/v3,tools/helm/go.mod)
 ISTIO_VERSION := $(call gomod-version,istio.io/istio,tools/istioctl/go.mod)
 ISTIO_RELEASE := $(shell awk '/^\/\/ istio-version:/ {print $$3}' tools/istioctl/go.mod)
+KWOK_VERSION  := $(call gomod-version,sigs.k8s.io/kwok,tools/kwok/go.mod)
 K8S_MINOR     := $(word 2,$(subst ., ,$(K8S_VERSION)))
 
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dualmesh/tools
 TOOLS_BIN   ?= $(TOOLS_CACHE)/k8s-$(K8S_VERSION)_etcd-$(ETCD_VERSION)_helm-$(HELM_VERSION)_istio-$(ISTIO_VERSION)/bin
-TOOLS       := kube-apiserver kubectl etcd helm istioctl
+# kwok's version is in its file names, not in the folder's: renaming the
+# folder would rebuild every tool, while kwok-<version> builds only kwok anew.
+KWOK        := kwok-$(KWOK_VERSION)
+TOOLS       := kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm istioctl \
+	$(KWOK) kwok $(KWOK)-stages/.copied
 
 # The Go module proxy is the only network here: no "direct" fallback, the
 # checksum database through the proxy, the installed Go and nothing newer,
@@ -41,6 +46,9 @@ HELM_LDFLAGS := -s -w \
 	-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(K8S_MINOR)
+KWOK_LDFLAGS := -s -w \
+	-X sigs.k8s.io/kwok/pkg/consts.Version=$(KWOK_VERSION) \
+	-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$(K8S_VERSION)
 ISTIO_LDFLAGS := -s -w \
 	-X istio.io/istio/pkg/version.buildVersion=$(ISTIO_RELEASE) \
 	-X istio.io/istio/pkg/version.buildGitRevision=$(ISTIO_VERSION) \
@@ -74,6 +82,10 @@ $(TOOLS_BIN)/kube-apiserver:
 	$(call build-tool,kubernetes,k8s.io/kubernetes $(K8S_VERSION),k8s.io/kubernetes/cmd/kube-apiserver,$(K8S_LDFLAGS),)
 $(TOOLS_BIN)/kubectl:
 	$(call build-tool,kubernetes,k8s.io/kubernetes $(K8S_VERSION),k8s.io/kubernetes/cmd/kubectl,$(K8S_LDFLAGS),)
+$(TOOLS_BIN)/kube-controller-manager:
+	$(call build-tool,kubernetes,k8s.io/kubernetes $(K8S_VERSION),k8s.io/kubernetes/cmd/kube-controller-manager,$(K8S_LDFLAGS),)
+$(TOOLS_BIN)/kube-scheduler:
+	$(call build-tool,kubernetes,k8s.io/kubernetes $(K8S_VERSION),k8s.io/kubernetes/cmd/kube-scheduler,$(K8S_LDFLAGS),)
 $(TOOLS_BIN)/etcd:
 	$(call build-tool,etcd,etcd $(ETCD_VERSION),.,-s -w,)
 $(TOOLS_BIN)/helm:
@@ -81,6 +93,24 @@ $(TOOLS_BIN)/helm:
 $(TOOLS_BIN)/istioctl:
 	$(call build-tool,istioctl,istio $(ISTIO_RELEASE) $(ISTIO_VERSION),istio.io/istio/istioctl/cmd/istioctl,$(ISTIO_LDFLAGS),-tags vtprotobuf$(,)disable_pgv)
 , := ,
+
+# kwok ships no stages of its own (without them it exits "no stages found"):
+# its "fast" set (node initialize, node heartbeat with lease, pod ready, pod
+# complete, pod delete) is copied from the kwok module's kustomize/stage/.
+KWOK_STAGES := node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml
+$(TOOLS_BIN)/$(KWOK):
+	$(call build-tool,kwok,kwok $(KWOK_VERSION),sigs.k8s.io/kwok/cmd/kwok,$(KWOK_LDFLAGS),)
+$(TOOLS_BIN)/kwok: $(TOOLS_BIN)/$(KWOK)
+	@ln -sfn $(KWOK) $@
+$(TOOLS_BIN)/$(KWOK)-stages/.copied:
+	@mkdir -p $(TOOLS_BIN) && cd tools/kwok && $(GO_ENV) go mod download sigs.k8s.io/kwok
+	@dir=$$(cd tools/kwok && $(GO_ENV) go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
+	  rm -rf $(@D).partial && mkdir -p $(@D).partial && \
+	  for f in $(KWOK_STAGES); do cp "$$dir/kustomize/stage/$$f" $(@D).partial/; done && \
+	  chmod 644 $(@D).partial/*.yaml && touch $(@D).partial/.copied && \
+	  rm -rf $(@D) && mv $(@D).partial $(@D) && ln -sfn $(KWOK)-stages $(TOOLS_BIN)/kwok-stages && \
+	  echo "tools: copied kwok $(KWOK_VERSION) stages ($(words $(KWOK_STAGES)) files)"
 
 # ---------------------------------------------------------------------------
 # Build, test, lint
@@ -127,9 +157,9 @@ chaos: tools ## Fault tests: apiserver killed, member down, operator killed mid-
 DEV_DIR := .dev
 
 .PHONY: dev-up
-dev-up: tools ## Start control planes alpha and beta in the background (.dev/*.kubeconfig).
+dev-up: tools ## Start clusters alpha and beta (control plane, scheduler, controller-manager, kwok, 2 fake Nodes each) in the background (.dev/*.kubeconfig).
 	cargo build -p testplane --bin testplane
-	target/debug/testplane up --dir $(DEV_DIR) alpha beta
+	target/debug/testplane up --dir $(DEV_DIR) --cluster --nodes 2 alpha beta
 
 .PHONY: dev-down
 dev-down: ## Stop dualmesh and the control planes started by dev-up / demo.

@@ -3,17 +3,20 @@
 
 use std::process::Command;
 
-use testplane::ControlPlane;
+use testplane::{ControlPlane, PlaneOptions};
 
 #[tokio::test]
 async fn the_demo_runs_end_to_end() {
     // The planes come from the harness (the script's `testplane up` would
     // need a separate build of the testplane binary).
     let dir = tempfile::tempdir().expect("temp dir");
-    let alpha = ControlPlane::start_named("demo-alpha")
+    // Clusters, as `testplane up --cluster` starts them for `make demo`.
+    let alpha = ControlPlane::start(PlaneOptions::named("demo-alpha").cluster())
         .await
         .expect("alpha");
-    let beta = ControlPlane::start_named("demo-beta").await.expect("beta");
+    let beta = ControlPlane::start(PlaneOptions::named("demo-beta").cluster())
+        .await
+        .expect("beta");
     for (name, plane) in [("alpha", &alpha), ("beta", &beta)] {
         std::fs::copy(
             plane.kubeconfig_path(),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole dualmesh flow on two real control planes (alpha = management,
 # beta = member), with the kubectl commands a platform team would type.
-# There is no kubelet here, so Nodes and the gateway Pod are written through
-# the API exactly as a kubelet and the scheduler would write them.
+# The planes behave like clusters (`testplane up --cluster`): the gateways
+# are Deployments that kube-scheduler places on fake Nodes, kwok plays the
+# kubelets (Pods Running and Ready, dual-stack Pod IPs from the nodes'
+# podCIDRs), and a `kubectl drain` moves a gateway to another node.
 #
 #   tools/demo.sh            # `make demo`
 #   DEMO_DIR=/tmp/x DEMO_EXTERNAL_PLANES=1 tools/demo.sh --stop-after
@@ -55,7 +57,7 @@ if [[ -n ${DEMO_EXTERNAL_PLANES:-} ]]; then
   echo "using the planes in $DIR"
 elif [[ ! -f $DIR/alpha.pids ]]; then
   STARTED_PLANES=1
-  "$TESTPLANE" up --dir "$DIR" alpha beta
+  "$TESTPLANE" up --dir "$DIR" --cluster alpha beta
 else
   echo "using the planes make dev-up started (they stay up afterwards)"
 fi
@@ -92,34 +94,27 @@ echo "health and metrics on http://$addr"
 step "Apply the policy and both MeshClusters"
 run $A apply -f examples/policy-ipv6-only.yaml -f examples/meshcluster-alpha.yaml -f examples/meshcluster-beta.yaml
 
-# A Node with the addresses a kubelet reports, and a ready gateway Pod on it.
+# A fake Node with the InternalIPs a kubelet would report, registered Ready
+# as a kubelet registers (whole status in the create): kwok keeps its Lease
+# and runs its Pods, kube-controller-manager gives it podCIDRs (see
+# tests/support/src/fake_nodes.rs for why kwok's node-initialize must not
+# run on it).
 node() { # kubectl-prefix name address...
   local k=$1 name=$2; shift 2
-  local addrs
+  local addrs now
   addrs=$(printf '{"type":"InternalIP","address":"%s"},' "$@")
-  $k apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Node
-metadata: {name: $name, labels: {kubernetes.io/hostname: $name}}
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  $k create -f - >/dev/null <<EOF
+{"apiVersion": "v1", "kind": "Node",
+ "metadata": {"name": "$name", "annotations": {"kwok.x-k8s.io/node": "fake"},
+              "labels": {"kubernetes.io/hostname": "$name", "kubernetes.io/os": "linux", "type": "kwok", "demo": "gateway"}},
+ "status": {"addresses": [${addrs%,}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "demo",
+                            "lastHeartbeatTime": "$now", "lastTransitionTime": "$now"}],
+            "capacity": {"cpu": "1k", "memory": "1Ti", "pods": "1M"},
+            "allocatable": {"cpu": "1k", "memory": "1Ti", "pods": "1M"}}}
 EOF
-  $k patch node "$name" --subresource=status --type=merge \
-    -p "{\"status\":{\"addresses\":[${addrs%,}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"demo\"}]}}" >/dev/null
-}
-gateway_pod() { # kubectl-prefix pod node
-  local k=$1 pod=$2 on=$3
-  $k apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata:
-  name: $pod
-  namespace: istio-system
-  labels: {app: istio-ingressgateway, istio: ingressgateway}
-spec:
-  nodeName: $on
-  containers: [{name: istio-proxy, image: docker.io/istio/proxyv2:1.28.0}]
-EOF
-  $k -n istio-system patch pod "$pod" --subresource=status --type=merge \
-    -p '{"status":{"phase":"Running","podIP":"fd00:10:244::5","podIPs":[{"ip":"fd00:10:244::5"}],"conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
+  $k wait --for=jsonpath='{.spec.podCIDRs[1]}' --timeout=30s "node/$name" >/dev/null
 }
 gateway() { # kubectl-prefix
   local k=$1
@@ -136,13 +131,32 @@ spec:
   ports:
     - {name: http2, port: 80, targetPort: 8080}
     - {name: tls, port: 15443, targetPort: 15443, nodePort: 32443}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istio-ingressgateway, namespace: istio-system}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: istio-ingressgateway, istio: ingressgateway}
+  template:
+    metadata:
+      labels: {app: istio-ingressgateway, istio: ingressgateway}
+    spec:
+      # The demo's nodes only (make dev-up's planes have fake Nodes of their own).
+      nodeSelector: {demo: gateway}
+      terminationGracePeriodSeconds: 0
+      containers: [{name: istio-proxy, image: docker.io/istio/proxyv2:1.28.0}]
 EOF
+  $k -n istio-system rollout status deployment/istio-ingressgateway --timeout=60s >/dev/null
 }
 
-step "Gateways: node-1 on each cluster has an IPv4, a link-local and a global IPv6 InternalIP"
-gateway "$A"; node "$A" node-1 192.0.2.11 fe80::11 2001:db8:a::11; gateway_pod "$A" gw-1 node-1
-gateway "$B"; node "$B" node-1 192.0.2.21 fe80::21 2001:db8:b::21; gateway_pod "$B" gw-1 node-1
+step "Gateways: a Deployment on node-1 of each cluster (an IPv4, a link-local and a global IPv6 InternalIP)"
+node "$A" node-1 192.0.2.11 fe80::11 2001:db8:a::11; gateway "$A"
+node "$B" node-1 192.0.2.21 fe80::21 2001:db8:b::21; gateway "$B"
 node "$A" node-2 192.0.2.12 2001:db8:a::12
+run $A get nodes -o custom-columns='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,PODCIDRS:.spec.podCIDRs,ADDRESSES:.status.addresses[*].address'
+run $A -n istio-system get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,READY:.status.conditions[?(@.type=="Ready")].status,POD-IPS:.status.podIPs[*].ip'
 
 step "dualmesh brings both MeshClusters to Ready"
 run $A -n $NS wait meshcluster/alpha meshcluster/beta --for=condition=Ready --timeout=60s
@@ -162,9 +176,10 @@ step "Gateway externalIPs: only the global IPv6 address allowed by the policy"
 echo "alpha: $($A -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')"
 echo "beta:  $($B -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')"
 
-step "The gateway Pod moves to node-2 on alpha"
-$A -n istio-system delete pod gw-1 --grace-period=0 --force >/dev/null 2>&1
-gateway_pod "$A" gw-2 node-2
+step "node-1 of alpha is drained: the gateway moves to node-2, and its address follows"
+run $A drain node-1 --ignore-daemonsets --timeout=60s
+run $A -n istio-system rollout status deployment/istio-ingressgateway --timeout=60s
+run $A -n istio-system get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,READY:.status.conditions[?(@.type=="Ready")].status,POD-IPS:.status.podIPs[*].ip'
 for _ in $(seq 100); do
   ips=$($A -n istio-system get svc istio-ingressgateway -o jsonpath='{.spec.externalIPs}')
   [[ $ips == *2001:db8:a::12* ]] && break

@@ -8,16 +8,35 @@
 //! [`stop`]) and removes its files, also when a test panics; a panicking test gets the tail of the apiserver log on
 //! stderr, and the whole log is kept for reading afterwards.
 //!
-//! There is no kubelet, scheduler or controller-manager: tests create Nodes
-//! and Pods through the API with the fields a kubelet would set. Because no
-//! controller creates the `default` ServiceAccount, the `ServiceAccount`
-//! admission plugin is disabled (it would refuse every Pod).
+//! A default plane has no kubelet, scheduler or controller-manager: tests
+//! create Nodes and Pods through the API with the fields a kubelet would set
+//! ([`kubelet`]). Because no controller creates the `default`
+//! ServiceAccount, the `ServiceAccount` admission plugin is disabled there
+//! (it would refuse every Pod).
+//!
+//! A plane started with [`PlaneOptions::cluster`] also runs
+//! kube-controller-manager, kube-scheduler and kwok ([`cluster`]): it
+//! behaves like a cluster whose Nodes are fake ([`fake_nodes`]), Deployments
+//! are scheduled and their Pods become Running and Ready, and the
+//! `ServiceAccount` admission plugin is on.
 #![forbid(unsafe_code)]
 
+mod audit;
+mod certs;
+pub mod cluster;
+mod error;
+pub mod fake_nodes;
 pub mod kubelet;
 pub mod operator;
 pub mod retry;
 pub mod stop;
+pub mod wait;
+pub mod workload;
+
+pub use audit::Write;
+pub(crate) use error::io;
+pub use error::{Error, Result};
+pub use stop::stop_pids;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -27,12 +46,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+
+use audit::AUDIT_POLICY;
+use certs::Certs;
 
 /// The IPv4 and IPv6 Service ranges every plane serves: dual-stack, like the
 /// clusters dualmesh is for. The IPv6 /112 is within kube-apiserver's /108 limit.
@@ -45,8 +62,8 @@ pub const ADMIN_USER: &str = "testplane-admin";
 /// How long to wait for `/readyz` before giving up on a start.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Lines of apiserver log printed when a test fails.
-const LOG_TAIL_LINES: usize = 40;
+/// Lines of apiserver (or component) log printed when a test fails.
+pub(crate) const LOG_TAIL_LINES: usize = 40;
 
 /// How long kube-apiserver may take to exit after SIGTERM (with its etcd
 /// still up: a few seconds at most) before it is killed.
@@ -54,46 +71,6 @@ pub const APISERVER_GRACE: Duration = Duration::from_secs(20);
 
 /// How long etcd may take to exit after SIGTERM before it is killed.
 pub const ETCD_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything that can go wrong while starting or driving a plane.
-#[derive(thiserror::Error)]
-pub enum Error {
-    #[error("failed to find the tools folder: {0}")]
-    Tools(String),
-    #[error("failed to {what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to generate certificates: {0}")]
-    Certs(#[from] rcgen::Error),
-    #[error("failed to build a client: {0}")]
-    Client(String),
-    #[error(
-        "control plane {name} did not become ready: {reason}\n--- apiserver log tail ---\n{tail}"
-    )]
-    NotReady {
-        name: String,
-        reason: String,
-        tail: String,
-    },
-}
-
-// `unwrap()` in a test prints Debug: make that the readable message, log tail
-// included, rather than one escaped line.
-impl std::fmt::Debug for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Io { what, source }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Per-plane settings beyond the defaults.
 #[derive(Clone, Debug, Default)]
@@ -108,6 +85,9 @@ pub struct PlaneOptions {
     pub extra_args: Vec<String>,
     /// Keep files in this folder instead of a temporary one (for `make dev-up`).
     pub dir: Option<PathBuf>,
+    /// Also run kube-controller-manager, kube-scheduler and kwok, with the
+    /// `ServiceAccount` admission plugin on (see [`cluster`]).
+    pub cluster: bool,
 }
 
 impl PlaneOptions {
@@ -130,6 +110,12 @@ impl PlaneOptions {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
+        self
+    }
+
+    /// A plane that behaves like a cluster (see [`cluster`]).
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
         self
     }
 }
@@ -186,31 +172,6 @@ impl PlaneDir {
     }
 }
 
-/// Audit writes only (reads would fill the disk), at Metadata level: verb,
-/// user, object; never request bodies.
-const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-- level: Metadata
-  verbs: ["create", "update", "patch", "delete", "deletecollection"]
-- level: None
-"#;
-
-/// One write request as the API server's audit log recorded it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Write {
-    pub user: String,
-    pub verb: String,
-    pub resource: String,
-    pub subresource: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub code: Option<i64>,
-    /// When the API server received the request (`requestReceivedTimestamp`).
-    pub received: Option<k8s_openapi::jiff::Timestamp>,
-}
-
 /// One running control plane.
 pub struct ControlPlane {
     name: String,
@@ -219,6 +180,9 @@ pub struct ControlPlane {
     etcd: Option<Child>,
     apiserver: Option<Child>,
     apiserver_args: Vec<String>,
+    /// kube-controller-manager, kube-scheduler and kwok on a cluster plane,
+    /// in start order; empty otherwise.
+    components: Vec<cluster::Component>,
     /// Whether its processes run in a process group of their own.
     own_group: bool,
     port: u16,
@@ -336,7 +300,6 @@ impl ControlPlane {
             // Endpoints may not point at loopback, and there are no nodes to
             // reach the apiserver through anyway.
             "--endpoint-reconciler-type=none".to_string(),
-            "--disable-admission-plugins=ServiceAccount".to_string(),
             "--profiling=false".to_string(),
             // Every write, with who made it: tests count a client's writes at
             // the API server (see `ControlPlane::writes_by`).
@@ -349,6 +312,11 @@ impl ControlPlane {
             "--audit-log-mode=blocking".to_string(),
             "--v=1".to_string(),
         ];
+        // Without a controller-manager no `default` ServiceAccount appears,
+        // and the plugin would refuse every Pod.
+        if !opts.cluster {
+            args.push("--disable-admission-plugins=ServiceAccount".to_string());
+        }
         if !admission.is_empty() {
             args.push(format!(
                 "--enable-admission-plugins={}",
@@ -371,6 +339,7 @@ impl ControlPlane {
             etcd: Some(etcd),
             apiserver: None,
             apiserver_args: args,
+            components: Vec::new(),
             own_group,
             port,
             kubeconfig,
@@ -378,6 +347,9 @@ impl ControlPlane {
         };
         plane.spawn_apiserver()?;
         plane.wait_ready().await?;
+        if opts.cluster {
+            plane.components = cluster::start(&plane, own_group).await?;
+        }
         Ok(plane)
     }
 
@@ -495,27 +467,7 @@ impl ControlPlane {
     /// ServiceAccount to RBAC, so charts' bindings can be tested as is.
     pub fn user_kubeconfig(&self, user: &str, groups: &[&str], file: &str) -> Result<PathBuf> {
         let pki = self.dir.path().join("pki");
-        let read = |f: &str| fs::read_to_string(pki.join(f)).map_err(io(format!("read {f}")));
-        let ca_key = KeyPair::from_pem(&read("ca.key")?)?;
-        let issuer = Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key)?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, user);
-        for g in groups {
-            params.distinguished_name.push(DnType::OrganizationName, *g);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &issuer)?;
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {u}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: {u}\ncurrent-context: {n}\n",
-            n = self.name,
-            server = self.server_url(),
-            ca = b64(&read("ca.crt")?),
-            u = user.replace(':', "-"),
-            cert = b64(&cert.pem()),
-            key = b64(&key.serialize_pem()),
-        );
+        let yaml = certs::user_kubeconfig(&pki, &self.name, &self.server_url(), user, groups)?;
         let path = self.dir.path().join(file);
         fs::write(&path, yaml).map_err(io(format!("write {file}")))?;
         Ok(path)
@@ -537,30 +489,7 @@ impl ControlPlane {
     /// Every write request `user` made so far, from the API server's audit
     /// log (complete responses only). Fails when the log cannot be read.
     pub fn writes_by(&self, user: &str) -> Result<Vec<Write>> {
-        let text = self.audit_text()?;
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if v["stage"] != "ResponseComplete" || v["user"]["username"] != user {
-                continue;
-            }
-            let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
-            out.push(Write {
-                user: user.to_string(),
-                verb: s(&v["verb"]).unwrap_or_default(),
-                resource: s(&v["objectRef"]["resource"]).unwrap_or_default(),
-                subresource: s(&v["objectRef"]["subresource"]),
-                namespace: s(&v["objectRef"]["namespace"]),
-                name: s(&v["objectRef"]["name"]),
-                code: v["responseStatus"]["code"].as_i64(),
-                received: v["requestReceivedTimestamp"]
-                    .as_str()
-                    .and_then(|t| t.parse().ok()),
-            });
-        }
-        Ok(out)
+        Ok(audit::writes_by(&self.audit_text()?, user))
     }
 
     /// A `kube::Config` for the admin user.
@@ -617,6 +546,17 @@ impl ControlPlane {
         )
     }
 
+    /// Process ids of the cluster components (kwok, kube-scheduler,
+    /// kube-controller-manager: stop order), empty on a default plane.
+    pub fn cluster_pids(&self) -> Vec<u32> {
+        self.components.iter().rev().map(|c| c.child.id()).collect()
+    }
+
+    /// Whether this plane runs the cluster components.
+    pub fn is_cluster(&self) -> bool {
+        !self.components.is_empty()
+    }
+
     /// Leaves the processes running after this value is gone (for `make
     /// dev-up`): the caller is now responsible for stopping them.
     pub fn detach(mut self) {
@@ -628,10 +568,11 @@ impl ControlPlane {
         tail(&self.apiserver_log(), lines)
     }
 
-    /// Stops kube-apiserver, then etcd (see [`stop`]); returns a line for
-    /// each process that had to be killed or still runs.
+    /// Stops the cluster components (newest first), kube-apiserver, then
+    /// etcd (see [`stop`]); returns a line for each process that had to be
+    /// killed or still runs.
     fn stop_all(&mut self) -> Vec<String> {
-        let mut complaints = Vec::new();
+        let mut complaints = cluster::stop_components(&self.name, &mut self.components);
         for (what, child, grace) in [
             ("kube-apiserver", self.apiserver.take(), APISERVER_GRACE),
             ("etcd", self.etcd.take(), ETCD_GRACE),
@@ -642,31 +583,6 @@ impl ControlPlane {
         }
         complaints
     }
-}
-
-/// Stops the processes of a plane known only by their PIDs (`testplane
-/// down`): kube-apiserver first, then etcd, each SIGTERM then SIGKILL after
-/// its grace period. A PID whose process is no longer etcd or kube-apiserver
-/// (the PID file outlived a reboot) is left alone. Returns, for each PID,
-/// how it was stopped and what it was.
-pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, stop::Stopped)> {
-    let mut known: Vec<(u32, String)> = pids
-        .iter()
-        .map(|&pid| (pid, stop::comm(pid).unwrap_or_default()))
-        .collect();
-    // The API server before its etcd, whatever the file's order.
-    known.sort_by_key(|(_, comm)| comm != "kube-apiserver");
-    known
-        .into_iter()
-        .map(|(pid, comm)| {
-            let stopped = match comm.as_str() {
-                "kube-apiserver" => stop::stop(&mut stop::Pid(pid), APISERVER_GRACE),
-                "etcd" => stop::stop(&mut stop::Pid(pid), ETCD_GRACE),
-                _ => stop::Stopped::NotRunning,
-            };
-            (pid, comm, stopped)
-        })
-        .collect()
 }
 
 impl Drop for ControlPlane {
@@ -689,6 +605,23 @@ impl Drop for ControlPlane {
                 kept.display(),
                 self.log_tail(LOG_TAIL_LINES)
             );
+            for c in &self.components {
+                let kept = std::env::temp_dir().join(format!(
+                    "testplane-{}-{}-{}.log",
+                    self.name,
+                    std::process::id(),
+                    c.what
+                ));
+                let _ = fs::copy(&c.log, &kept);
+                eprintln!(
+                    "--- control plane {}: last {} lines of the {} log (whole log: {}) ---\n{}",
+                    self.name,
+                    COMPONENT_TAIL_LINES,
+                    c.what,
+                    kept.display(),
+                    tail(&c.log, COMPONENT_TAIL_LINES)
+                );
+            }
         }
         for line in self.stop_all() {
             eprintln!("{line}");
@@ -696,7 +629,10 @@ impl Drop for ControlPlane {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// Lines of each cluster component's log printed when a test fails.
+const COMPONENT_TAIL_LINES: usize = 15;
+
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut f) = fs::File::open(path) else {
         return String::from("(no log)");
     };
@@ -706,105 +642,4 @@ fn tail(path: &Path, lines: usize) -> String {
     let _ = f.read_to_string(&mut buf);
     let all: Vec<&str> = buf.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The certificates of one plane: a CA, the apiserver's serving certificate
-/// (valid for 127.0.0.1, ::1 and localhost), an admin client certificate in
-/// `system:masters`, and the service-account signing key.
-struct Certs {
-    ca_pem: String,
-    ca_key_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-    admin_pem: String,
-    admin_key_pem: String,
-    sa_key_pem: String,
-    sa_pub_pem: String,
-}
-
-impl Certs {
-    fn generate() -> Result<Self> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "testplane-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let server_key = KeyPair::generate()?;
-        let mut server = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "kubernetes".to_string(),
-            "kubernetes.default.svc".to_string(),
-        ])?;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        for ip in ["127.0.0.1", "::1", "10.96.0.1", "fd00:10:96::1"] {
-            server
-                .subject_alt_names
-                .push(SanType::IpAddress(ip.parse().expect("valid IP")));
-        }
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server.signed_by(&server_key, &issuer)?;
-
-        let admin_key = KeyPair::generate()?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, ADMIN_USER);
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
-
-        let sa_key = KeyPair::generate()?;
-        Ok(Certs {
-            ca_pem: ca_cert.pem(),
-            ca_key_pem,
-            server_pem: server_cert.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            admin_pem: admin_cert.pem(),
-            admin_key_pem: admin_key.serialize_pem(),
-            sa_key_pem: sa_key.serialize_pem(),
-            sa_pub_pem: sa_key.public_key_pem(),
-        })
-    }
-
-    fn kubeconfig(&self, name: &str, port: u16) -> Kubeconfig {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let yaml = format!(
-            r#"apiVersion: v1
-kind: Config
-clusters:
-- name: {name}
-  cluster:
-    server: https://127.0.0.1:{port}
-    certificate-authority-data: {ca}
-users:
-- name: {name}-admin
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {name}
-  context:
-    cluster: {name}
-    user: {name}-admin
-current-context: {name}
-"#,
-            ca = b64(&self.ca_pem),
-            cert = b64(&self.admin_pem),
-            key = b64(&self.admin_key_pem),
-        );
-        Kubeconfig::from_yaml(&yaml).expect("the generated kubeconfig parses")
-    }
 }

@@ -2,11 +2,14 @@
 //! `make dev-up`), and stop them again (`make dev-down`).
 //!
 //! ```text
-//! testplane up   --dir .dev alpha beta   # writes .dev/<name>.kubeconfig and .dev/<name>.pids
-//! testplane down --dir .dev              # stops every plane with a PID file in .dev
+//! testplane up   --dir .dev alpha beta             # writes .dev/<name>.kubeconfig and .dev/<name>.pids
+//! testplane up   --dir .dev --cluster alpha beta   # planes that behave like clusters (testplane::cluster)
+//! testplane up   --dir .dev --cluster --nodes 2 alpha beta   # ... each with 2 Ready fake Nodes
+//! testplane down --dir .dev                        # stops every plane with a PID file in .dev
 //! ```
 //!
-//! `down` stops each plane's kube-apiserver before its etcd, kills what does
+//! `down` stops each plane's kwok, kube-scheduler and kube-controller-manager
+//! (when it runs them), then its kube-apiserver, then its etcd, kills what does
 //! not exit in time (and says so), and keeps the PID file of a plane whose
 //! processes still run, so a second `down` can try again.
 #![forbid(unsafe_code)]
@@ -19,7 +22,9 @@ use testplane::{ControlPlane, PlaneOptions, stop_pids};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: testplane up --dir DIR NAME...\n       testplane down --dir DIR");
+    eprintln!(
+        "usage: testplane up --dir DIR [--cluster [--nodes N]] NAME...\n       testplane down --dir DIR"
+    );
     ExitCode::from(2)
 }
 
@@ -34,19 +39,46 @@ async fn main() -> ExitCode {
         [flag, dir, names @ ..] if flag == "--dir" => (PathBuf::from(dir), names),
         _ => return usage(),
     };
+    let (cluster, names) = match names {
+        [flag, names @ ..] if cmd == "up" && flag == "--cluster" => (true, names),
+        _ => (false, names),
+    };
+    let (nodes, names) = match names {
+        [flag, n, names @ ..] if cluster && flag == "--nodes" => match n.parse::<u8>() {
+            Ok(n) => (n, names),
+            Err(_) => return usage(),
+        },
+        _ => (0, names),
+    };
     match cmd {
-        "up" if !names.is_empty() => up(&dir, names).await,
+        "up" if !names.is_empty() => up(&dir, names, cluster, nodes).await,
         "down" if names.is_empty() => down(&dir),
         _ => usage(),
     }
 }
 
-async fn up(dir: &Path, names: &[String]) -> ExitCode {
+/// Registers `n` Ready fake Nodes `<plane>-node-<i>` on the `k`-th plane,
+/// node `i` with InternalIPs `2001:db8:<k>::<i>` and `10.<k>.0.<i>`.
+async fn fake_nodes(plane: &ControlPlane, k: usize, n: u8) -> Result<(), String> {
+    let client = plane.client().await.map_err(|e| e.to_string())?;
+    let prefix = format!("{}-node", plane.name());
+    testplane::fake_nodes::create_n_fake_nodes(&client, &prefix, n, |i| {
+        vec![
+            ("InternalIP", format!("2001:db8:{k:x}::{i:x}")),
+            ("InternalIP", format!("10.{k}.0.{i}")),
+        ]
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn up(dir: &Path, names: &[String], cluster: bool, nodes: u8) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(dir) {
         eprintln!("failed to create {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    for name in names {
+    for (k, name) in names.iter().enumerate() {
         if dir.join(format!("{name}.pids")).exists() {
             eprintln!("{name}: already up (run `make dev-down` first)");
             return ExitCode::FAILURE;
@@ -54,6 +86,7 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
         let started = std::time::Instant::now();
         let opts = PlaneOptions {
             dir: Some(dir.join(name)),
+            cluster,
             ..PlaneOptions::named(name)
         };
         // Interrupted while starting: dropping the start stops what it began
@@ -80,11 +113,19 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if nodes > 0
+            && let Err(e) = fake_nodes(&plane, k + 1, nodes).await
+        {
+            eprintln!("{name}: failed to register its fake Nodes: {e}");
+            return ExitCode::FAILURE;
+        }
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
         let (etcd, apiserver) = plane.pids();
-        let pids = [apiserver, etcd]
-            .iter()
-            .flatten()
+        // In stop order (`down` sorts them again anyway).
+        let pids = plane
+            .cluster_pids()
+            .into_iter()
+            .chain([apiserver, etcd].into_iter().flatten())
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join("\n");
@@ -95,8 +136,15 @@ async fn up(dir: &Path, names: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!(
-            "{name}: up at {} in {:.1}s; kubeconfig {}",
+            "{name}: up at {}{} in {:.1}s; kubeconfig {}",
             plane.server_url(),
+            match (cluster, nodes) {
+                (false, _) => String::new(),
+                (true, 0) => " with kube-controller-manager, kube-scheduler and kwok".to_string(),
+                (true, n) => format!(
+                    " with kube-controller-manager, kube-scheduler, kwok and {n} Ready fake Nodes"
+                ),
+            },
             started.elapsed().as_secs_f64(),
             kubeconfig.display()
         );

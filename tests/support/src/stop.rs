@@ -126,3 +126,39 @@ pub fn complaint(plane: &str, what: &str, pid: u32, stopped: Stopped) -> Option<
         )),
     }
 }
+
+/// Stops the processes of a plane known only by their PIDs (`testplane
+/// down`): the cluster components (kwok, kube-scheduler,
+/// kube-controller-manager), then kube-apiserver, then etcd, each SIGTERM
+/// then SIGKILL after its grace period. A PID whose process is none of these
+/// (the PID file outlived a reboot) is left alone. Returns, for each PID,
+/// how it was stopped and what it was.
+pub fn stop_pids(pids: &[u32]) -> Vec<(u32, String, Stopped)> {
+    let mut known: Vec<(u32, String)> = pids
+        .iter()
+        .map(|&pid| (pid, comm(pid).unwrap_or_default()))
+        .collect();
+    // Whatever the file's order: the components, the API server, its etcd.
+    let order = |comm: &str| {
+        crate::cluster::COMMS
+            .iter()
+            .chain(&["kube-apiserver", "etcd"])
+            .position(|c| *c == comm)
+            .unwrap_or(usize::MAX)
+    };
+    known.sort_by_key(|(_, comm)| order(comm));
+    known
+        .into_iter()
+        .map(|(pid, comm)| {
+            let stopped = match comm.as_str() {
+                "kube-apiserver" => stop(&mut Pid(pid), crate::APISERVER_GRACE),
+                "etcd" => stop(&mut Pid(pid), crate::ETCD_GRACE),
+                c if crate::cluster::COMMS.contains(&c) => {
+                    stop(&mut Pid(pid), crate::cluster::GRACE)
+                }
+                _ => Stopped::NotRunning,
+            };
+            (pid, comm, stopped)
+        })
+        .collect()
+}

@@ -1,5 +1,7 @@
 //! `testplane up` and `testplane down` as `make dev-up` and `make dev-down`
-//! run them, cycle after cycle: no etcd or kube-apiserver may outlive `down`.
+//! run them, cycle after cycle: no etcd or kube-apiserver may outlive `down`,
+//! and neither may a `--cluster` plane's kube-controller-manager,
+//! kube-scheduler or kwok.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -10,11 +12,15 @@ const CYCLES: usize = 20;
 const PLANES: [&str; 2] = ["alpha", "beta"];
 
 fn testplane(args: &[&str], dir: &Path) -> Output {
+    testplane_with(args, dir, if args == ["up"] { &PLANES[..] } else { &[] })
+}
+
+fn testplane_with(args: &[&str], dir: &Path, rest: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_testplane"))
         .args(args)
         .arg("--dir")
         .arg(dir)
-        .args(if args == ["up"] { &PLANES[..] } else { &[] })
+        .args(rest)
         .output()
         .expect("run testplane");
     assert!(
@@ -111,5 +117,69 @@ fn twenty_up_down_cycles_leave_no_process_behind() {
     // Killing is allowed (and said), but should be rare: show it.
     if !killed.is_empty() {
         eprintln!("what `down` had to kill:\n{}", killed.join("\n"));
+    }
+}
+
+/// Fewer cycles: a cluster plane is five processes, and what this adds to
+/// the test above is the three components' place in the PID file and in
+/// `down`'s stop order.
+const CLUSTER_CYCLES: usize = 3;
+
+#[test]
+fn cluster_planes_up_down_leave_no_process_behind() {
+    let dir = tempfile::Builder::new()
+        .prefix("testplane-cluster-cycles-")
+        .tempdir()
+        .expect("temporary folder");
+    let dir = dir.path();
+    for cycle in 1..=CLUSTER_CYCLES {
+        testplane_with(&["up"], dir, &["--cluster", "alpha"]);
+        let text = std::fs::read_to_string(dir.join("alpha.pids")).expect("a PID file");
+        let pids: Vec<u32> = text
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let comms: Vec<String> = pids
+            .iter()
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            comms,
+            [
+                "kwok",
+                "kube-scheduler",
+                "kube-controller",
+                "kube-apiserver",
+                "etcd"
+            ],
+            "cycle {cycle}: alpha.pids holds {text:?}"
+        );
+
+        let out = testplane(&["down"], dir);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let left: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&pid| state(pid).is_some_and(|s| s != 'Z'))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "cycle {cycle}: still running after `testplane down`: {left:?}\n{stderr}"
+        );
+        assert_eq!(
+            processes_using(dir),
+            Vec::<String>::new(),
+            "cycle {cycle}: processes using {}",
+            dir.display()
+        );
+        assert!(
+            !dir.join("alpha.pids").exists(),
+            "cycle {cycle}: alpha.pids outlived its processes"
+        );
     }
 }
