@@ -3,4 +3,5 @@
 //! (`sail`). Pure.
 
 pub mod helm;
+pub mod publish;
 pub mod sail;
