@@ -19,12 +19,17 @@ enum Command {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
-    /// Render one IstioOperator per MeshCluster from YAML files, offline.
+    /// Render each MeshCluster's Istio install (IstioOperator, Sail objects or
+    /// Helm values files) from YAML files, offline.
     /// Exits 2 on bad input, naming the file, object and field.
     Render {
         /// Files or folders with MeshCluster and DualStackPolicy YAML.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<std::path::PathBuf>,
+        /// Render this install path for every MeshCluster instead of each
+        /// one's `spec.istio.installWith`: IstioOperator, Sail or Helm.
+        #[arg(long = "install-with", value_parser = ["IstioOperator", "Sail", "Helm"])]
+        install_with: Option<String>,
     },
     /// Check that a cluster is ready for a policy's mesh, family by family:
     /// ServiceCIDRs, node podCIDRs and addresses, externalIPs admission,
@@ -143,7 +148,10 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Render { files } => match dualmesh::render::render(&files) {
+        Command::Render {
+            files,
+            install_with,
+        } => match dualmesh::render::render(&files, install_with.as_deref()) {
             Ok(yaml) => print!("{yaml}"),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -1,13 +1,15 @@
 //! `dualmesh render`: read MeshCluster and DualStackPolicy YAML from files or
-//! folders and render one IstioOperator per MeshCluster, offline.
+//! folders and render each MeshCluster's install path offline (its
+//! `spec.istio.installWith`, or the one asked for): an IstioOperator, Sail's
+//! objects, or one Helm values file per Istio chart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::api::{DualStackPolicy, MeshCluster};
-use crate::desired::{istio_operator, validate};
+use crate::api::{DualStackPolicy, InstallWith, MeshCluster};
+use crate::desired::{install, istio_operator, validate};
 
 /// Why a render failed: the file, the object and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum RenderError {
         name: String,
         policy: String,
     },
+    #[error("--install-with {value:?}: use IstioOperator, Sail or Helm")]
+    UnknownInstall { value: String },
     #[error("no MeshCluster in the input")]
     NothingToRender,
 }
@@ -72,8 +76,16 @@ struct TypeMeta {
 }
 
 /// Renders every MeshCluster in `inputs`, in (file, document) order, as one
-/// YAML stream.
-pub fn render(inputs: &[PathBuf]) -> Result<String, RenderError> {
+/// YAML stream: the install path `install_with` names (`IstioOperator`,
+/// `Sail`, `Helm`), or each MeshCluster's own when None.
+pub fn render(inputs: &[PathBuf], install_with: Option<&str>) -> Result<String, RenderError> {
+    let forced: Option<InstallWith> = install_with
+        .map(|s| {
+            serde_json::from_value(serde_json::json!(s)).map_err(|_| RenderError::UnknownInstall {
+                value: s.to_string(),
+            })
+        })
+        .transpose()?;
     let mut policies: BTreeMap<String, (PathBuf, DualStackPolicy)> = BTreeMap::new();
     let mut clusters: Vec<(PathBuf, MeshCluster)> = Vec::new();
     for path in files(inputs)? {
@@ -115,13 +127,16 @@ pub fn render(inputs: &[PathBuf]) -> Result<String, RenderError> {
     let mut out = String::new();
     for (path, mc) in &clusters {
         let name = mc.metadata.name.clone().unwrap_or_default();
-        let valid =
-            validate::validate_mesh_cluster(&mc.spec).map_err(|p| RenderError::Invalid {
-                path: path.clone(),
-                kind: "MeshCluster",
-                name: name.clone(),
-                problems: validate::summarize(&p),
-            })?;
+        let mut spec = mc.spec.clone();
+        if let Some(forced) = forced {
+            spec.istio.install_with = forced;
+        }
+        let valid = validate::validate_mesh_cluster(&spec).map_err(|p| RenderError::Invalid {
+            path: path.clone(),
+            kind: "MeshCluster",
+            name: name.clone(),
+            problems: validate::summarize(&p),
+        })?;
         let policy_name = &mc.spec.dual_stack_policy_ref.name;
         let (ppath, policy) =
             policies
@@ -137,12 +152,16 @@ pub fn render(inputs: &[PathBuf]) -> Result<String, RenderError> {
             name: policy_name.clone(),
             problems: validate::summarize(&p),
         })?;
-        let rendered = istio_operator::build(&valid, &vp);
         let ns = mc.metadata.namespace.as_deref().unwrap_or("default");
-        out.push_str(&format!(
-            "---\n# Rendered by dualmesh for MeshCluster {ns}/{name}\n"
-        ));
-        out.push_str(&rendered.yaml);
+        let header = format!("Rendered by dualmesh for MeshCluster {ns}/{name}");
+        match spec.istio.install_with {
+            InstallWith::IstioOperator => {
+                out.push_str(&format!("---\n# {header}\n"));
+                out.push_str(&istio_operator::build(&valid, &vp).yaml);
+            }
+            InstallWith::Helm => out.push_str(&install::helm::build(&valid, &vp).stream(&header)),
+            InstallWith::Sail => out.push_str(&install::sail::build(&valid, &vp).stream(&header)),
+        }
     }
     Ok(out)
 }

@@ -1,5 +1,7 @@
-//! Rendering: examples/ in, tests/golden/ out, byte for byte; real istioctl
-//! accepts every golden; `dualmesh render` names file, object and field on
+//! Rendering: examples/ in, tests/golden/ out, byte for byte, for every
+//! install path (istiooperator/, helm/, sail/); real istioctl accepts every
+//! IstioOperator golden (Istio's charts judge the Helm values in
+//! tests/install_charts.rs); `dualmesh render` names file, object and field on
 //! bad input and exits 2.
 //!
 //! Regenerate the goldens after an intended change with
@@ -8,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dualmesh::api::InstallWith;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use dualmesh::desired::{istio_operator, validate};
+use dualmesh::desired::{install, istio_operator, validate};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,16 +52,23 @@ fn check_golden(name: &str, actual: &str) {
     );
 }
 
-/// Every example MeshCluster under every example policy.
-fn goldens() -> Vec<(String, String)> {
+/// Every example MeshCluster under every example policy, rendered the
+/// given way: (golden name, rendered text).
+fn goldens_for(install: InstallWith) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for mc_file in examples("meshcluster-") {
-        let mc: MeshCluster = load(&mc_file);
+        let mut mc: MeshCluster = load(&mc_file);
+        mc.spec.istio.install_with = install;
         let valid_mc = validate::validate_mesh_cluster(&mc.spec).unwrap();
         for policy_file in examples("policy-") {
             let policy: DualStackPolicy = load(&policy_file);
             let valid_policy = validate::validate_policy(&policy.spec).unwrap();
-            let rendered = istio_operator::build(&valid_mc, &valid_policy);
+            let header = format!("{mc_file} under {policy_file}");
+            let text = match install {
+                InstallWith::IstioOperator => istio_operator::build(&valid_mc, &valid_policy).yaml,
+                InstallWith::Helm => install::helm::build(&valid_mc, &valid_policy).stream(&header),
+                InstallWith::Sail => install::sail::build(&valid_mc, &valid_policy).stream(&header),
+            };
             let name = format!(
                 "{}--{}",
                 mc_file
@@ -66,18 +76,46 @@ fn goldens() -> Vec<(String, String)> {
                     .trim_end_matches(".yaml"),
                 policy_file.trim_start_matches("policy-")
             );
-            out.push((name, rendered.yaml));
+            out.push((name, text));
         }
     }
     out
 }
 
+const INSTALLS: [(InstallWith, &str); 3] = [
+    (InstallWith::IstioOperator, "istiooperator"),
+    (InstallWith::Helm, "helm"),
+    (InstallWith::Sail, "sail"),
+];
+
+fn goldens() -> Vec<(String, String)> {
+    INSTALLS
+        .iter()
+        .flat_map(|(install, dir)| {
+            goldens_for(*install)
+                .into_iter()
+                .map(move |(name, text)| (format!("{dir}/{name}"), text))
+        })
+        .collect()
+}
+
 #[test]
 fn every_example_renders_to_its_golden_file() {
     let all = goldens();
-    assert_eq!(all.len(), 6, "2 MeshClusters x 3 policies");
+    assert_eq!(
+        all.len(),
+        27,
+        "3 MeshClusters x 3 policies x 3 install paths"
+    );
     for (name, yaml) in &all {
-        check_golden(&format!("istiooperator/{name}"), yaml);
+        check_golden(name, yaml);
+    }
+    // No golden is left over from an example or path that is gone.
+    for (_, dir) in INSTALLS {
+        for entry in std::fs::read_dir(repo().join("tests/golden").join(dir)).unwrap() {
+            let name = format!("{dir}/{}", entry.unwrap().file_name().to_string_lossy());
+            assert!(all.iter().any(|(n, _)| *n == name), "{name} is stale");
+        }
     }
 }
 
@@ -207,11 +245,56 @@ fn render_prints_one_istio_operator_per_mesh_cluster() {
     let text = String::from_utf8(out.stdout).unwrap();
     check_golden("render-examples.txt", &text);
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-    assert_eq!(docs.len(), 2);
+    // alpha and beta (IstioOperator), then gamma's installWith Helm: base,
+    // istiod, cni, gateway, ztunnel.
+    assert_eq!(docs.len(), 7);
     assert_eq!(
         docs[1]["spec"]["values"]["global"]["multiCluster"]["clusterName"],
         "cluster-beta"
     );
+    assert_eq!(
+        docs[3]["global"]["multiCluster"]["clusterName"],
+        "cluster-gamma"
+    );
+    assert_eq!(docs[6]["env"]["IPV6_ENABLED"], "true");
+}
+
+#[test]
+fn render_install_with_renders_that_path_for_every_mesh_cluster() {
+    let dir = repo().join("examples");
+    let out = dualmesh(&[
+        "render",
+        "--install-with",
+        "Sail",
+        "-f",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Istio", "IstioCNI", "Istio", "IstioCNI", "Istio", "IstioCNI", "ZTunnel"
+        ]
+    );
+    assert_eq!(docs[4]["metadata"]["name"], "stable");
+    assert_eq!(docs[4]["spec"]["version"], "v1.28.0");
+
+    let out = dualmesh(&[
+        "render",
+        "--install-with",
+        "Argo",
+        "-f",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Argo"));
 }
 
 /// `dualmesh render -f dir` exits 2 and its error mentions every part.

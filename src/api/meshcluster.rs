@@ -132,6 +132,14 @@ impl IstioProfile {
 /// The Istio installation of this cluster.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.installWith) || self.installWith != 'Helm' || !has(self.profile) || self.profile != 'empty'")
+        .message("profile empty with installWith Helm: Istio's Helm charts have no such profile (use default, minimal, demo, preview, remote or ambient)")
+        .field_path(".profile"),
+    validation = Rule::new("!has(self.installWith) || self.installWith != 'Sail' || self.tag.matches('^[0-9]{1,4}\\\\.[0-9]{1,4}\\\\.[0-9]{1,4}$')")
+        .message("tag with installWith Sail: Sail Operator installs released versions only; use a release such as 1.28.0 (it becomes spec.version v1.28.0)")
+        .field_path(".tag"),
+)]
 pub struct IstioSpec {
     /// The container registry of Istio's images, e.g. `docker.io/istio`.
     /// Explicit, so the rendered IstioOperator is reproducible.
@@ -145,6 +153,15 @@ pub struct IstioSpec {
         regex(pattern = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     )]
     pub tag: String,
+
+    /// Which install path acts on what dualmesh renders: `IstioOperator`
+    /// (default: `istioctl install -f` from the published ConfigMap), `Sail`
+    /// (Sail Operator's `Istio`, `IstioCNI`, `ZTunnel`, applied where Sail's
+    /// CRDs are installed) or `Helm` (values files for Istio's charts in the
+    /// ConfigMap `<meshcluster>-helm-values`). The IstioOperator ConfigMap is
+    /// published whatever the choice.
+    #[serde(default)]
+    pub install_with: super::InstallWith,
 
     /// The installation profile. Default `minimal` (as in seed 000: the
     /// gateway is declared here).

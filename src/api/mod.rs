@@ -2,11 +2,13 @@
 //! names of their conditions and reasons.
 
 pub mod conditions;
+mod install;
 pub mod labels;
 mod meshcluster;
 mod meshcluster_status;
 mod policy;
 
+pub use install::*;
 pub use meshcluster::*;
 pub use meshcluster_status::*;
 pub use policy::*;

@@ -1,7 +1,8 @@
-//! The jobs of a MeshCluster reconcile (Istio config, gateway addresses,
-//! trust Secrets: each fetch -> build -> apply; and the read-only check of
-//! the cluster against the policy), and what each reports;
-//! [`super::meshcluster`] runs them side by side.
+//! The jobs of a MeshCluster reconcile (Istio config, with the Helm values
+//! ConfigMap for `installWith: Helm`; gateway addresses; trust Secrets:
+//! each fetch -> build -> apply; and the read-only check of the cluster
+//! against the policy), and what each reports; [`super::meshcluster`] runs
+//! them side by side.
 
 use std::time::Duration;
 
@@ -13,15 +14,16 @@ use super::cluster::{Cluster, pod_cidrs_of};
 use super::gateway::{self, Applied};
 use super::meshcluster::{location, owner};
 use super::publish::{self, Location};
+use super::publish_helm;
 use super::{Context, Error, federation};
 use crate::api::conditions::{self as types, reason};
-use crate::api::{MeshCluster, PublishedConfig};
+use crate::api::{InstallWith, MeshCluster, PublishedConfig};
 use crate::desired::check::{self, NodeFacts, Observed, ServiceCidr};
 use crate::desired::conditions::Found;
-use crate::desired::keys::{object_key, parse_key};
+use crate::desired::keys::{helm_values_config_map, object_key, parse_key};
 use crate::desired::selection::meshcluster_key;
 use crate::desired::validate::{ValidMeshCluster, ValidPolicy};
-use crate::desired::{gateway_service, istio_operator, publish as publish_plan};
+use crate::desired::{gateway_service, install, istio_operator, publish as publish_plan};
 
 /// What one job produced.
 pub(super) struct Job<P> {
@@ -61,15 +63,32 @@ pub(super) async fn istio(
     let owner = owner(mc);
     let here = location(mc);
     let client = &cluster.client;
+    let helm_name = helm_values_config_map(&mc.name_any());
+    let helm = (mc.spec.istio.install_with == InstallWith::Helm)
+        .then(|| install::helm::build(valid_mc, valid_policy));
     let result = async {
         let observed = publish::fetch(client, &here).await?;
         let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
-        let outcome = publish::apply(client, &here, &plan, &observed).await?;
+        let mut outcome = publish::apply(client, &here, &plan, &observed).await?;
+        match &helm {
+            Some(values) => {
+                if publish_helm::publish(client, &owner, &here.namespace, &helm_name, values)
+                    .await?
+                {
+                    outcome.writes += 1;
+                }
+            }
+            // Not (or no longer) Helm: no values ConfigMap of ours stays.
+            None => {
+                publish_helm::unpublish(client, &owner, &here.namespace, &helm_name).await?;
+            }
+        }
         // A moved location: remove what the old one holds.
         if let Some(prev) = previous_location(mc)
             && prev != here
         {
             publish::unpublish(client, &owner, &prev).await?;
+            publish_helm::unpublish(client, &owner, &prev.namespace, &helm_name).await?;
         }
         Ok::<_, Error>(outcome)
     }
@@ -97,6 +116,12 @@ pub(super) async fn istio(
             ),
         )
     };
+    if helm.is_some() {
+        message.push_str(&format!(
+            "; Helm values ConfigMap {} is up to date",
+            object_key(&here.namespace, &helm_name)
+        ));
+    }
     if !rendered.overridden_keys.is_empty() {
         message.push_str(&format!(
             "; dualmesh's values replaced spec.istio entries {}",

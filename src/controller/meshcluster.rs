@@ -342,7 +342,11 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
         places.push(prev);
     }
     for place in places {
-        let deleted = publish::unpublish(&target, &owner, &place).await?;
+        let mut deleted = publish::unpublish(&target, &owner, &place).await?;
+        let helm = crate::desired::keys::helm_values_config_map(&mc.name_any());
+        deleted += u32::from(
+            super::publish_helm::unpublish(&target, &owner, &place.namespace, &helm).await?,
+        );
         tracing::info!(meshcluster = %key, deleted, "removed published IstioOperator config");
     }
     let removed = federation::remove_copies(&target, mc).await?;

@@ -24,6 +24,7 @@ pub mod meshcluster;
 pub mod metrics;
 pub mod policy;
 pub mod publish;
+pub mod publish_helm;
 pub mod run;
 pub mod ssa;
 pub mod status;

@@ -18,6 +18,11 @@ pub fn istio_operator_config_map(meshcluster: &str) -> String {
     format!("{meshcluster}-istiooperator")
 }
 
+/// The ConfigMap holding a MeshCluster's Helm values files (`installWith: Helm`).
+pub fn helm_values_config_map(meshcluster: &str) -> String {
+    format!("{meshcluster}-helm-values")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod check;
 pub mod conditions;
 pub mod gateway_addresses;
 pub mod gateway_service;
+pub mod install;
 pub mod istio_operator;
 pub mod keys;
 pub mod kubeconfig;

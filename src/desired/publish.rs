@@ -118,7 +118,7 @@ fn annotations(owner: &Owner, rendered: &Rendered) -> BTreeMap<String, String> {
 /// Decides one object's write from its desired body (`metadata` with
 /// name, namespace, labels and annotations, plus `field` = `content`).
 #[allow(clippy::too_many_arguments)]
-fn decide(
+pub(crate) fn decide(
     kind: &'static str,
     object: String,
     owner: &Owner,

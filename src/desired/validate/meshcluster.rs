@@ -142,6 +142,7 @@ pub fn validate_mesh_cluster(spec: &MeshClusterSpec) -> Result<ValidMeshCluster<
         ));
     }
     check_pod_selector(&gw.pod_selector, &mut out);
+    super::install::check_install(&spec.istio, &mut out);
     if let Some(fed) = &spec.federation {
         let mut seen: BTreeSet<&SecretLocation> = BTreeSet::new();
         for (i, s) in fed.secrets.iter().enumerate() {

@@ -8,7 +8,7 @@
 //! field it is about.
 //!
 //! One file per subject: `policy` (DualStackPolicy) with `address_plan`
-//! (one family's CIDRs), `meshcluster` (MeshCluster), `host_port`
+//! (one family's CIDRs), `meshcluster` (MeshCluster) with `install` (the install path's limits), `host_port`
 //! (`host:port` parsing) and `names` (the Kubernetes name, label and key
 //! syntaxes both use).
 
@@ -16,12 +16,14 @@ use std::fmt;
 
 mod address_plan;
 mod host_port;
+mod install;
 mod meshcluster;
 mod names;
 mod policy;
 
 pub use address_plan::FamilyPlan;
 pub use host_port::{HostPort, parse_host_port};
+pub use install::{is_release, profile_for};
 pub use meshcluster::{ValidMeshCluster, validate_mesh_cluster};
 pub use policy::{AddressRules, ValidPolicy, validate_policy};
 
