@@ -106,142 +106,6 @@ pub struct Credentials {
     pub client_certificate: Option<(String, SecretString)>,
 }
 
-/// The kubeconfig as read: only the entries that are checked or used.
-/// Several YAML documents merge as kubectl merges files: the first to set a
-/// value or a name wins.
-#[derive(Default, Deserialize)]
-struct File {
-    kind: Option<String>,
-    #[serde(rename = "apiVersion")]
-    api_version: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    clusters: Vec<NamedCluster>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    users: Vec<NamedUser>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    contexts: Vec<NamedContext>,
-    #[serde(rename = "current-context")]
-    current_context: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NamedCluster {
-    name: String,
-    cluster: Option<Cluster>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Cluster {
-    server: Option<String>,
-    insecure_skip_tls_verify: Option<bool>,
-    certificate_authority: Option<String>,
-    certificate_authority_data: Option<String>,
-    proxy_url: Option<String>,
-    tls_server_name: Option<String>,
-    disable_compression: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct NamedUser {
-    name: String,
-    user: Option<User>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct User {
-    username: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    password: Option<SecretString>,
-    #[serde(default, deserialize_with = "secret")]
-    token: Option<SecretString>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<String>,
-    client_certificate: Option<String>,
-    client_certificate_data: Option<String>,
-    client_key: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    client_key_data: Option<SecretString>,
-    #[serde(rename = "as")]
-    impersonate: Option<String>,
-    #[serde(rename = "as-uid")]
-    impersonate_uid: Option<String>,
-    #[serde(rename = "as-groups")]
-    impersonate_groups: Option<Vec<String>>,
-    // Only whether they are there matters: both are refused.
-    auth_provider: Option<serde::de::IgnoredAny>,
-    exec: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct NamedContext {
-    name: String,
-    context: Option<Context>,
-}
-
-#[derive(Deserialize)]
-struct Context {
-    cluster: String,
-    user: Option<String>,
-    namespace: Option<String>,
-}
-
-/// A list given as `null` reads as empty.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// A credential goes straight into a [`SecretString`].
-fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
-}
-
-impl File {
-    /// kubectl's merge of several files (documents here): the first to set a
-    /// value or a name wins; kind and apiVersion must agree.
-    fn merge(mut self, next: File) -> Result<File, VetError> {
-        let disagree = |what: &str| {
-            VetError::new(
-                "",
-                format!("not a valid kubeconfig: its YAML documents disagree on {what}"),
-            )
-        };
-        if self.kind.is_some() && next.kind.is_some() && self.kind != next.kind {
-            return Err(disagree("kind"));
-        }
-        if self.api_version.is_some()
-            && next.api_version.is_some()
-            && self.api_version != next.api_version
-        {
-            return Err(disagree("apiVersion"));
-        }
-        self.kind = self.kind.or(next.kind);
-        self.api_version = self.api_version.or(next.api_version);
-        self.current_context = self.current_context.or(next.current_context);
-        for c in next.clusters {
-            if !self.clusters.iter().any(|x| x.name == c.name) {
-                self.clusters.push(c);
-            }
-        }
-        for u in next.users {
-            if !self.users.iter().any(|x| x.name == u.name) {
-                self.users.push(u);
-            }
-        }
-        for c in next.contexts {
-            if !self.contexts.iter().any(|x| x.name == c.name) {
-                self.contexts.push(c);
-            }
-        }
-        Ok(self)
-    }
-}
-
 /// Parses and checks a member's kubeconfig (the bytes of its Secret key);
 /// returns what a client needs only when it uses inline credentials over
 /// verified https. See the module documentation for the rules.
@@ -505,6 +369,9 @@ fn nonempty(secret: &Option<SecretString>) -> bool {
         .as_ref()
         .is_some_and(|s| !s.expose_secret().is_empty())
 }
+
+mod file;
+use file::*;
 
 #[cfg(test)]
 mod tests;
