@@ -531,10 +531,16 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         &alpha,
         OPERATOR_SA,
         &operator_manifest,
-        &[(
-            "patch events.k8s.io/events cluster-wide",
-            "sent only when the same Event repeats within kube's series window",
-        )],
+        &[
+            (
+                "patch events.k8s.io/events cluster-wide",
+                "sent only when the same Event repeats within kube's series window",
+            ),
+            (
+                "get dualmesh.io/meshclusters in dualmesh-system",
+                "sent only when a status write is answered 409 with the generation unchanged",
+            ),
+        ],
     );
     assert_least_privilege(&beta, MEMBER_SA, &member_manifest, &[]);
 }
