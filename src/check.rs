@@ -244,18 +244,7 @@ async fn fetch(
     let cidrs: Api<ServiceCIDR> = Api::all(client.clone());
     match list_all(&cidrs, ListParams::default(), "list ServiceCIDRs").await {
         Ok(list) => {
-            let mut list: Vec<ServiceCidr> = list
-                .iter()
-                .map(|c| ServiceCidr {
-                    name: c.name_any(),
-                    cidrs: c
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.cidrs.clone())
-                        .unwrap_or_default(),
-                })
-                .collect();
-            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let list = ServiceCidr::list(list.iter());
             observed.service_cidrs = Some(list);
         }
         Err(CheckError::Kube { source, .. }) if not_found(&source) => {

@@ -242,19 +242,7 @@ pub(super) async fn cluster_check(
             .await
             .is_ok()
         {
-            let mut list: Vec<ServiceCidr> = cidrs
-                .state()
-                .iter()
-                .map(|c| ServiceCidr {
-                    name: c.name_any(),
-                    cidrs: c
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.cidrs.clone())
-                        .unwrap_or_default(),
-                })
-                .collect();
-            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let list = ServiceCidr::list(cidrs.state().iter().map(|c| c.as_ref()));
             observed.service_cidrs = Some(list);
             break;
         }

@@ -71,6 +71,27 @@ pub struct ServiceCidr {
     pub cidrs: Vec<String>,
 }
 
+impl ServiceCidr {
+    /// The ServiceCIDR objects as the checks read them, sorted by name.
+    pub fn list<'a>(
+        objects: impl IntoIterator<Item = &'a k8s_openapi::api::networking::v1::ServiceCIDR>,
+    ) -> Vec<ServiceCidr> {
+        let mut list: Vec<ServiceCidr> = objects
+            .into_iter()
+            .map(|c| ServiceCidr {
+                name: c.metadata.name.clone().unwrap_or_default(),
+                cidrs: c
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.cidrs.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+}
+
 /// One Node, stripped to what the checks read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeFacts {

@@ -26,6 +26,34 @@ fn cidrs(name: &str, cidrs: &[&str]) -> ServiceCidr {
     }
 }
 
+#[test]
+fn service_cidr_objects_are_read_sorted_by_name_and_an_absent_spec_reads_as_no_cidrs() {
+    use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
+    let object = |name: &str, spec: Option<&[&str]>| ServiceCIDR {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: spec.map(|c| ServiceCIDRSpec {
+            cidrs: Some(c.iter().map(|s| s.to_string()).collect()),
+        }),
+        status: None,
+    };
+    let objects = [
+        object("z-extra", Some(&["fd00:20::/108"])),
+        object("kubernetes", Some(&["10.96.0.0/16", "fd00:10::/108"])),
+        object("empty", None),
+    ];
+    assert_eq!(
+        ServiceCidr::list(objects.iter()),
+        vec![
+            cidrs("empty", &[]),
+            cidrs("kubernetes", &["10.96.0.0/16", "fd00:10::/108"]),
+            cidrs("z-extra", &["fd00:20::/108"]),
+        ]
+    );
+}
+
 fn node(name: &str, pod_cidrs: &[&str], addresses: &[(&str, &str)]) -> NodeFacts {
     NodeFacts {
         name: name.into(),
