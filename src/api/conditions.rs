@@ -18,8 +18,14 @@ pub const SECRETS_SYNCED: &str = "SecretsSynced";
 /// of `Ready`.
 pub const CLUSTER_MATCHES_POLICY: &str = "ClusterMatchesPolicy";
 
+/// `installWith: Sail`: Sail Operator's CRDs are installed in the target
+/// cluster and Sail reports the objects dualmesh applied Ready. Informs
+/// only (Istio's own rollout is Sail's): not part of `Ready`; absent for
+/// the other install paths.
+pub const SAIL_READY: &str = "SailReady";
+
 /// Conditions that inform and do not count towards `Ready`.
-pub const INFORMATIVE: [&str; 1] = [CLUSTER_MATCHES_POLICY];
+pub const INFORMATIVE: [&str; 2] = [CLUSTER_MATCHES_POLICY, SAIL_READY];
 
 /// Reasons, one per outcome.
 pub mod reason {
@@ -57,6 +63,15 @@ pub mod reason {
     pub const SERVICE_CIDR_MISMATCH: &str = "ServiceCIDRMismatch";
     /// ClusterMatchesPolicy False: a node podCIDR check fails.
     pub const POD_CIDR_MISMATCH: &str = "PodCIDRMismatch";
+
+    /// SailReady True: Sail reports every object dualmesh applied Ready.
+    pub const SAIL_OBJECTS_READY: &str = "SailObjectsReady";
+    /// SailReady False: a sailoperator.io CRD is not installed.
+    pub const SAIL_NOT_INSTALLED: &str = "SailNotInstalled";
+    /// SailReady False: Sail has not reported on the current generation.
+    pub const SAIL_PENDING: &str = "SailPending";
+    /// SailReady False: Sail reports an object not Ready.
+    pub const SAIL_NOT_READY: &str = "SailNotReady";
 
     pub const READY: &str = "Ready";
     pub const NOT_READY: &str = "NotReady";

@@ -5,3 +5,4 @@
 pub mod helm;
 pub mod publish;
 pub mod sail;
+pub mod sail_plan;
