@@ -15,11 +15,13 @@ use super::gateway::{self, Applied};
 use super::meshcluster::{location, owner};
 use super::publish::{self, Location};
 use super::publish_helm;
+use super::publish_sail;
 use super::{Context, Error, federation};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{InstallWith, MeshCluster, PublishedConfig};
 use crate::desired::check::{self, NodeFacts, Observed, ServiceCidr};
 use crate::desired::conditions::Found;
+use crate::desired::install::sail_plan;
 use crate::desired::keys::{helm_values_config_map, object_key, parse_key};
 use crate::desired::selection::meshcluster_key;
 use crate::desired::validate::{ValidMeshCluster, ValidPolicy};
@@ -138,6 +140,38 @@ pub(super) async fn istio(
     Job::done(
         Found::ok(types::ISTIO_CONFIG_APPLIED, why, message),
         (rendered.hash.clone(), published),
+    )
+}
+
+/// `installWith: Sail`: applies the Sail objects where Sail's CRDs are
+/// installed and reads Sail's status back. None for the other paths (the
+/// Sail objects of an earlier choice stay: removing Sail's `Istio` would
+/// uninstall a running control plane before the new path installs one).
+/// The part is true while Sail has still to act (look again soon).
+pub(super) async fn sail(
+    mc: &MeshCluster,
+    cluster: &Cluster,
+    valid_mc: &ValidMeshCluster<'_>,
+    valid_policy: &ValidPolicy,
+) -> Option<Job<bool>> {
+    if mc.spec.istio.install_with != InstallWith::Sail {
+        return None;
+    }
+    let rendered = install::sail::build(valid_mc, valid_policy);
+    let owner = owner(mc);
+    Some(
+        match publish_sail::publish(&cluster.client, &owner, &rendered).await {
+            Ok(outcome) => {
+                tracing::debug!(meshcluster = %owner.key, writes = outcome.writes, missing = outcome.missing.len(), "Sail objects checked");
+                if outcome.writes > 0 {
+                    tracing::info!(meshcluster = %owner.key, hash = %rendered.hash, writes = outcome.writes, "applied Sail objects");
+                }
+                let target = format!("cluster {}", mc.spec.cluster_name);
+                let (found, soon) = sail_plan::report(&target, &outcome.missing, &outcome.read);
+                Job::done(found, soon)
+            }
+            Err(e) => Job::failed(types::SAIL_READY, e),
+        },
     )
 }
 

@@ -168,6 +168,10 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
     }
 }
 
+/// How soon to look at Sail's status again while it has still to act
+/// (Sail's objects are not watched).
+const SAIL_POLL: Duration = Duration::from_secs(5);
+
 /// Validate, fetch, build, apply; what happened goes into `out`. Returns
 /// when to look again.
 async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
@@ -245,10 +249,12 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             jobs::gateway(mc, &cluster, &valid_mc, &valid_policy),
             jobs::secrets(ctx, &cluster.client, mc),
             jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
+            jobs::sail(mc, &cluster, &valid_mc, &valid_policy),
         )
     };
+    let mut requeue = requeue;
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
-        Ok((istio, gateway, secrets, check)) => {
+        Ok((istio, gateway, secrets, check, sail)) => {
             // What each job found, in a fixed order.
             for job in [istio.found, gateway.found, secrets.found] {
                 out.found.extend(job);
@@ -263,6 +269,16 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             out.parts.istio = istio.part;
             out.parts.gateway = gateway.part;
             out.parts.secrets = secrets.part;
+            match sail {
+                Some(sail) => {
+                    out.found.extend(sail.found);
+                    out.errors.extend(sail.error);
+                    if sail.part == Some(true) {
+                        requeue = requeue.min(SAIL_POLL);
+                    }
+                }
+                None => out.parts.dropped.push(types::SAIL_READY),
+            }
         }
         Err(_) => {
             out.found.retain(|f| f.type_ != types::CLUSTER_REACHABLE);
@@ -348,6 +364,12 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
             super::publish_helm::unpublish(&target, &owner, &place.namespace, &helm).await?,
         );
         tracing::info!(meshcluster = %key, deleted, "removed published IstioOperator config");
+    }
+    // Sail's objects, whatever installWith says now (an earlier choice's
+    // stay until here): Sail then uninstalls that control plane.
+    let sail = super::publish_sail::remove(&target, &owner, &[]).await?;
+    if sail > 0 {
+        tracing::info!(meshcluster = %key, deleted = sail, "removed Sail objects");
     }
     let removed = federation::remove_copies(&target, mc).await?;
     if removed > 0 {

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod policy;
 pub mod publish;
 pub mod publish_helm;
+pub mod publish_sail;
 pub mod run;
 pub mod ssa;
 pub mod status;

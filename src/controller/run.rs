@@ -68,15 +68,23 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
         .trigger_backoff(backoff::WatchBackoff::new());
     let _ = ctx.meshclusters.set(mc_store.clone());
     let users = mc_store.clone();
-    // Installing or removing Istio's IstioOperator CRD changes what is
-    // published: look at every MeshCluster again when it does.
+    // Installing or removing Istio's IstioOperator CRD or Sail's CRDs
+    // changes what is published: look at every MeshCluster again when one
+    // does (each watched by name: a field selector takes one).
     let crds: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
-    let crd_changes = watcher::watcher(
-        crds,
-        watcher::Config::default()
-            .fields(&format!("metadata.name={}", publish::ISTIO_OPERATOR_CRD)),
-    )
-    .touched_objects()
+    let watched_crds = std::iter::once(publish::ISTIO_OPERATOR_CRD.to_string()).chain(
+        crate::desired::install::sail_plan::KINDS
+            .iter()
+            .map(|(kind, _)| crate::desired::install::sail_plan::crd_name(kind)),
+    );
+    let crd_changes = futures::stream::select_all(watched_crds.map(|name| {
+        watcher::watcher(
+            crds.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .touched_objects()
+        .boxed()
+    }))
     .filter_map(|r| futures::future::ready(r.ok().map(|_| ())));
     // The ConfigMaps dualmesh published (label-selected): an edit or a delete
     // by someone else is repaired at once.

@@ -20,6 +20,9 @@ pub struct Parts {
     pub gateway: Option<Option<GatewayAddressesStatus>>,
     /// The secrets job.
     pub secrets: Option<Vec<SyncedSecret>>,
+    /// Condition types that no longer apply to this MeshCluster (e.g.
+    /// `SailReady` once `installWith` is not Sail): removed.
+    pub dropped: Vec<&'static str>,
 }
 
 /// The status to write for generation `generation`.
@@ -44,14 +47,20 @@ pub fn meshcluster(
         istio,
         gateway,
         secrets,
+        dropped,
     } = parts;
+    let conditions: Vec<_> = conditions
+        .iter()
+        .filter(|c| !dropped.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
     let (istio_config_hash, published) = match istio {
         Some((hash, at)) => (Some(hash), Some(at)),
         None => (istio_config_hash.clone(), published.clone()),
     };
     MeshClusterStatus {
         observed_generation: generation,
-        conditions: merge_with_ready(conditions, found, generation, now),
+        conditions: merge_with_ready(&conditions, found, generation, now),
         ip_families: new_families.or_else(|| ip_families.clone()),
         istio_config_hash,
         published,
@@ -134,6 +143,7 @@ mod tests {
             )),
             gateway: Some(None),
             secrets: Some(Vec::new()),
+            dropped: Vec::new(),
         };
         let new = meshcluster(&old(), Some(3), &[], parts, &now());
         assert_eq!(new.ip_families.as_deref(), Some("IPv6,IPv4"));
@@ -143,5 +153,26 @@ mod tests {
             Some("istio-system/dualmesh")
         );
         assert_eq!(new.gateway_addresses, None);
+    }
+
+    #[test]
+    fn a_dropped_condition_type_is_removed_and_no_longer_counts_for_ready() {
+        let mut old = old();
+        let t = Time("2026-12-03T09:00:00Z".parse().unwrap());
+        old.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: types::SAIL_READY.into(),
+            status: "False".into(),
+            reason: "SailPending".into(),
+            message: "Istio default: no status from Sail yet".into(),
+            observed_generation: Some(1),
+            last_transition_time: t,
+        }];
+        let parts = Parts {
+            dropped: vec![types::SAIL_READY],
+            ..Parts::default()
+        };
+        let new = meshcluster(&old, Some(2), &[], parts, &now());
+        let left: Vec<&str> = new.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(left, [types::READY]);
     }
 }
