@@ -24,6 +24,12 @@
 //!   address (a rollout gap does not blank a working gateway), so that is
 //!   the earliest moment it can act. The whole move, from the delete, is
 //!   printed too.
+//! - **(b2)** the same move on a cluster plane (kube-scheduler,
+//!   kube-controller-manager, kwok), the gateway a real Deployment: its
+//!   node cordoned, its Pod evicted -> externalIPs equals the other node's
+//!   address. The clock starts at the eviction request, so the
+//!   replacement Pod's creation, scheduling and Ready status are inside
+//!   it: the user's view, beside (b)'s dualmesh-only share. No target.
 //! - **(c)** the relay token Secret is rotated in the management plane ->
 //!   the copy in EVERY member plane holds the new value, with
 //!   `BENCH_MEMBERS` member planes (each a MeshCluster with a
@@ -55,7 +61,7 @@
 //!
 //! Settings (environment): `BENCH_EVENTS` (200), `BENCH_MEMBERS` (10),
 //! `BENCH_WARMUP` (5), `BENCH_SETTLE_MS` (100), `BENCH_LOG` (the operator's
-//! log filter, `info`), `BENCH_SCENARIOS` (`a,b,c`), `BENCH_PLANE_STARTS`
+//! log filter, `info`), `BENCH_SCENARIOS` (`a,b,b2,c`), `BENCH_PLANE_STARTS`
 //! (planes started at once for (c), all by default), `BENCH_KEEP` (a folder
 //! to keep the planes' files in: logs, audit logs). The figures are also
 //! written to `target/bench/latency.json`.
@@ -69,12 +75,14 @@ mod common;
 mod support;
 
 mod create;
+mod evict;
 mod federation;
 mod gateway;
 mod measure;
 mod watch;
 
 use create::*;
+use evict::*;
 use federation::*;
 use gateway::*;
 use measure::*;
@@ -130,7 +138,7 @@ impl Settings {
             members,
             settle: Duration::from_millis(support::env_or("BENCH_SETTLE_MS", 100u64)),
             log: std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".into()),
-            scenarios: std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "a,b,c".into()),
+            scenarios: std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "a,b,b2,c".into()),
             plane_starts: support::env_or("BENCH_PLANE_STARTS", members + 1).max(1),
         }
     }
@@ -242,6 +250,11 @@ fn main() {
         }
         if s.wants("b") {
             let r = scenario_gateway(&s).await;
+            r.print();
+            reports.push(r);
+        }
+        if s.wants("b2") {
+            let r = scenario_evict(&s).await;
             r.print();
             reports.push(r);
         }
