@@ -24,6 +24,9 @@ pub const OWNED_KEYS: [&str; 4] = [
     "GLOO_MESH_CLUSTER_NAME",
 ];
 
+/// The one ingress gateway key of Istio's `values.gateways`.
+pub const INGRESS_VALUES_KEY: &str = "istio-ingressgateway";
+
 /// A rendered IstioOperator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
@@ -235,8 +238,13 @@ pub fn build(mc: &ValidMeshCluster<'_>, policy: &ValidPolicy) -> Rendered {
                     exclude_namespaces: istio.cni.exclude_namespaces.clone(),
                     log_level: istio.cni.log_level.as_str().to_string(),
                 },
+                // Istio's values have one ingress entry, whatever the
+                // gateway's name: `gateways.istio-ingressgateway`
+                // (GatewaysConfig has no other ingress key; istioctl
+                // refuses one). Every ingress gateway component reads it;
+                // the component's own k8s.service sets the same families.
                 gateways: BTreeMap::from([(
-                    gw.name.clone(),
+                    INGRESS_VALUES_KEY.to_string(),
                     GatewayValues {
                         ip_family_policy: family_policy,
                         ip_families: families,
