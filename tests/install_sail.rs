@@ -8,8 +8,10 @@
 //! changes. Once they are installed: the rendered Istio and IstioCNI are
 //! applied with dualmesh's labels, reconciles with nothing changed write
 //! nothing to them (audit log), Sail's status is read back into
-//! `SailReady`, turning CNI off removes the IstioCNI, and deleting the
-//! MeshCluster removes the Istio.
+//! `SailReady`, a policy change updates the Istio in place, turning CNI
+//! off removes the IstioCNI, deleting the MeshCluster removes the Istio,
+//! and a person's Istio of the same name is left alone (the condition says
+//! how to hand it over).
 
 mod common;
 
@@ -206,6 +208,45 @@ async fn sail_objects_are_applied_where_the_crds_are_read_back_and_removed() {
         "Istio default is Ready (active revision default); IstioCNI default is Ready (active revision default)"
     );
 
+    // The policy changes: the Istio is updated in place, dual-stack on.
+    let dual: DualStackPolicy = example("policy-dual-stack-ipv6-primary.yaml");
+    create_policy(&client, &dual).await;
+    let uid = istios.get("default").await.unwrap().metadata.uid;
+    Api::<MeshCluster>::namespaced(client.clone(), NS)
+        .patch(
+            "alpha",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"dualStackPolicyRef": {"name": "dual-stack-ipv6-primary"}}}),
+            ),
+        )
+        .await
+        .expect("patch MeshCluster");
+    alpha.spec.dual_stack_policy_ref.name = "dual-stack-ipv6-primary".into();
+    let dual_render = sail::build(
+        &validate_mesh_cluster(&alpha.spec).unwrap(),
+        &validate_policy(&dual.spec).unwrap(),
+    );
+    wait_for("the Istio re-rendered for dual-stack", WAIT, || async {
+        let held = istios.get("default").await.map_err(|e| e.to_string())?;
+        if held.data["spec"] == dual_render.objects[0].body["spec"] {
+            Ok(held)
+        } else {
+            Err(format!("spec {}", held.data["spec"]))
+        }
+    })
+    .await;
+    let held = istios.get("default").await.unwrap();
+    assert_eq!(held.metadata.uid, uid, "updated in place");
+    assert_eq!(
+        held.data["spec"]["values"]["pilot"]["env"]["ISTIO_DUAL_STACK"],
+        "true"
+    );
+    // A new generation: pending until Sail reports on it.
+    wait_mc(&client, "alpha", "SailReady", "False", "SailPending", WAIT).await;
+    play_sail_ready(&istios, "default").await;
+    play_sail_ready(&cnis, "default").await;
+
     // CNI off: the IstioCNI goes, the Istio stays.
     Api::<MeshCluster>::namespaced(client.clone(), NS)
         .patch(
@@ -219,7 +260,7 @@ async fn sail_objects_are_applied_where_the_crds_are_read_back_and_removed() {
     alpha.spec.istio.cni.enabled = false;
     let without_cni = sail::build(
         &validate_mesh_cluster(&alpha.spec).unwrap(),
-        &validate_policy(&policy.spec).unwrap(),
+        &validate_policy(&dual.spec).unwrap(),
     );
     assert_eq!(without_cni.objects.len(), 1, "only the Istio is rendered");
     wait_for("the Istio re-rendered without CNI", WAIT, || async {
@@ -238,4 +279,46 @@ async fn sail_objects_are_applied_where_the_crds_are_read_back_and_removed() {
         .await
         .expect("delete MeshCluster");
     wait_gone(&istios, "default").await;
+
+    // A person's Istio of that name: left alone, and the condition says
+    // how to hand it over.
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sailoperator.io/v1",
+        "kind": "Istio",
+        "metadata": {"name": "default"},
+        "spec": {"version": "v1.27.0", "namespace": "istio-system"},
+    }))
+    .unwrap();
+    istios
+        .create(&Default::default(), &theirs)
+        .await
+        .expect("a person's Istio");
+    wait_gone_mc(&client, "alpha").await;
+    let mut again: MeshCluster = example("meshcluster-alpha.yaml");
+    again.spec.istio.install_with = InstallWith::Sail;
+    again.spec.ingress_gateway.manage_external_ips = false;
+    create_meshcluster(&client, &again).await;
+    let (mc, _) = wait_mc(&client, "alpha", "SailReady", "False", "ApplyFailed", WAIT).await;
+    let message = condition(&mc, "SailReady").unwrap().2;
+    assert!(
+        message.contains("Istio default exists and is not managed by dualmesh for dualmesh-system/alpha; delete it, or label it"),
+        "{message}"
+    );
+    let held = istios.get("default").await.unwrap();
+    assert_eq!(
+        held.data["spec"], theirs.data["spec"],
+        "a person's object is not written"
+    );
+}
+
+async fn wait_gone_mc(client: &Client, name: &str) {
+    let api: Api<MeshCluster> = Api::namespaced(client.clone(), NS);
+    wait_for(&format!("MeshCluster {name} gone"), WAIT, || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
