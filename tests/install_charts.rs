@@ -18,53 +18,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::istio_charts::{chart_dir, charts};
 use common::repo;
 use dualmesh::api::{DualStackPolicy, IstioProfile, MeshCluster};
 use dualmesh::desired::install::{helm, sail};
 use dualmesh::desired::validate;
 use serde_json::Value;
-
-/// `manifests/charts` of the istio.io/istio version tools/istioctl pins,
-/// in the Go module cache (filled when istioctl was built).
-fn charts() -> PathBuf {
-    let gomod = std::fs::read_to_string(repo().join("tools/istioctl/go.mod")).unwrap();
-    let version = gomod
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("istio.io/istio "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("tools/istioctl/go.mod requires istio.io/istio");
-    let cache = Command::new("go")
-        .args(["env", "GOMODCACHE"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join("go/pkg/mod"));
-    let dir = cache.join(format!("istio.io/istio@{version}/manifests/charts"));
-    assert!(
-        dir.join("istio-control/istio-discovery/Chart.yaml")
-            .exists(),
-        "{} is missing: build istioctl (make tools) to fill the module cache",
-        dir.display()
-    );
-    dir
-}
-
-/// The folder of each chart dualmesh writes values for.
-fn chart_dir(chart: &str) -> &'static str {
-    match chart {
-        "base" => "base",
-        "istiod" => "istio-control/istio-discovery",
-        "cni" => "istio-cni",
-        "gateway" => "gateway",
-        "ztunnel" => "ztunnel",
-        other => panic!("no chart {other}"),
-    }
-}
 
 /// `helm template` of `chart` with `values`: Ok(objects) or Err(helm's output).
 fn template(chart: &str, namespace: &str, values: &Value) -> Result<Vec<Value>, String> {

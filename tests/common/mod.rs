@@ -7,6 +7,7 @@
 
 pub mod chaos;
 pub mod charts;
+pub mod istio_charts;
 pub mod rbac;
 
 use std::future::Future;
