@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 # ---------------------------------------------------------------------------
-# Tools: kube-apiserver, kubectl, etcd, helm and istioctl built from source
+# Tools: kube-apiserver, kubectl, etcd, helm, istioctl and pilot-discovery built from source
 # through the Go module proxy (no internet, no prebuilt downloads here). Their
 # versions are pinned in tools/*/go.mod; the cache folder is named after them,
 # so a version bump builds into a new folder and a warm cache is a no-op.
@@ -24,7 +24,7 @@ TOOLS_BIN   ?= $(TOOLS_CACHE)/k8s-$(K8S_VERSION)_etcd-$(ETCD_VERSION)_helm-$(HEL
 # kwok's version is in its file names, not in the folder's: renaming the
 # folder would rebuild every tool, while kwok-<version> builds only kwok anew.
 KWOK        := kwok-$(KWOK_VERSION)
-TOOLS       := kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm istioctl \
+TOOLS       := kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm istioctl pilot-discovery \
 	$(KWOK) kwok $(KWOK)-stages/.copied
 
 # The Go module proxy is the only network here: no "direct" fallback, the
@@ -92,6 +92,10 @@ $(TOOLS_BIN)/helm:
 	$(call build-tool,helm,helm $(HELM_VERSION),helm.sh/helm/v3/cmd/helm,$(HELM_LDFLAGS),)
 $(TOOLS_BIN)/istioctl:
 	$(call build-tool,istioctl,istio $(ISTIO_RELEASE) $(ISTIO_VERSION),istio.io/istio/istioctl/cmd/istioctl,$(ISTIO_LDFLAGS),-tags vtprotobuf$(,)disable_pgv)
+# istiod, from the same module and tags as istioctl: tests run it as a plain
+# process against a test plane (tests/support/src/istiod.rs).
+$(TOOLS_BIN)/pilot-discovery:
+	$(call build-tool,istioctl,istio $(ISTIO_RELEASE) $(ISTIO_VERSION),istio.io/istio/pilot/cmd/pilot-discovery,$(ISTIO_LDFLAGS),-tags vtprotobuf$(,)disable_pgv)
 , := ,
 
 # kwok ships no stages of its own (without them it exits "no stages found"):

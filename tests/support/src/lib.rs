@@ -26,6 +26,7 @@ mod certs;
 pub mod cluster;
 mod error;
 pub mod fake_nodes;
+pub mod istiod;
 pub mod kubelet;
 pub mod operator;
 pub mod retry;
