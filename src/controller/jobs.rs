@@ -206,6 +206,37 @@ pub(super) async fn secrets(
     }
 }
 
+/// Writes the cluster's `cacerts` from the mesh root (`spec.trust`).
+pub(super) async fn trust(
+    ctx: &Context,
+    target: &kube::Client,
+    mc: &MeshCluster,
+) -> Job<Option<crate::api::TrustStatus>> {
+    use crate::desired::trust::plan;
+    let Some(spec) = &mc.spec.trust else {
+        let had = mc.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == types::TRUST_DISTRIBUTED)
+        });
+        return Job {
+            found: plan::not_requested(had).into_iter().collect(),
+            part: Some(None),
+            error: None,
+        };
+    };
+    ctx.watch_secrets(&mc.namespace().unwrap_or_default());
+    let now = federation::trust::now();
+    match federation::trust::distribute(&ctx.client, target, mc, spec, now).await {
+        Ok(outcome) => Job {
+            found: vec![outcome.condition],
+            part: outcome.status.map(Some),
+            error: None,
+        },
+        Err(e) => Job::failed(types::TRUST_DISTRIBUTED, e.into()),
+    }
+}
+
 /// How long the policy check waits for the ServiceCIDR and Node caches.
 const CHECK_CACHE_WAIT: Duration = Duration::from_secs(5);
 

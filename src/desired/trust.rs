@@ -250,6 +250,12 @@ pub fn read_root(data: &SecretData, now: OffsetDateTime) -> Result<Root, RootPro
     })
 }
 
+/// `t` without its fraction: certificates hold whole seconds, and what is
+/// reported must equal what a later read of the certificate says.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
 /// The distinguished name Istio's tools/certs gives its certificates.
 fn istio_name(common_name: &str, locality: Option<&str>) -> rcgen::DistinguishedName {
     let mut dn = rcgen::DistinguishedName::new();
@@ -270,6 +276,7 @@ fn new_key() -> KeyPair {
 /// A new root CA: O=Istio, CN=Root CA, CA:true (critical), keyCertSign,
 /// valid [`ROOT_VALIDITY_DAYS`] from `now` (less [`BACKDATE`]).
 pub fn generate_root(now: OffsetDateTime) -> Root {
+    let now = whole_seconds(now);
     let mut params = CertificateParams::default();
     params.distinguished_name = istio_name("Root CA", None);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -357,6 +364,7 @@ pub fn issue_intermediate(
     validity_days: i32,
     now: OffsetDateTime,
 ) -> Cacerts {
+    let now = whole_seconds(now);
     let mut params = CertificateParams::default();
     params.distinguished_name = istio_name("Intermediate CA", Some(subject.cluster_name));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

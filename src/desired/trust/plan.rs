@@ -15,7 +15,7 @@ use super::{CA_CERT, CA_KEY, CACERTS, ROOT_CERT, Root, Subject, first_certificat
 use crate::api::conditions::{self as types, reason};
 use crate::desired::conditions::Found;
 use crate::desired::istio_operator::{MANAGED_BY, MESH_CLUSTER_LABEL};
-use crate::desired::secret_sync::SecretData;
+use crate::desired::secret_sync::{Encoded, SecretData};
 
 /// The `cacerts` the target cluster holds.
 #[derive(Debug)]
@@ -206,4 +206,40 @@ pub fn not_requested(had_condition: bool) -> Option<Found> {
             "spec.trust is absent: dualmesh writes no cacerts (what it wrote before stays)",
         )
     })
+}
+
+/// The body writing a trust Secret (`cacerts`, or a generated root in the
+/// management cluster): a create's when `resource_version` is None (also
+/// setting the type), an apply's carrying it otherwise. `Serialize` only,
+/// no `Debug`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretBody<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: serde_json::Value,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    type_: Option<&'static str>,
+    data: Encoded<'a>,
+}
+
+/// See [`SecretBody`].
+pub fn secret_body<'a>(
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    data: &'a SecretData,
+    resource_version: Option<&str>,
+) -> SecretBody<'a> {
+    let mut metadata = serde_json::json!({"name": name, "namespace": namespace, "labels": labels});
+    if let Some(rv) = resource_version {
+        metadata["resourceVersion"] = serde_json::json!(rv);
+    }
+    SecretBody {
+        api_version: "v1",
+        kind: "Secret",
+        metadata,
+        type_: resource_version.is_none().then_some("Opaque"),
+        data: Encoded(data),
+    }
 }
