@@ -113,8 +113,11 @@ async fn one_generated_root_gives_alpha_and_beta_intermediates_that_openssl_acce
     .await;
     let operator = start_operator(&alpha, "operator.log", "debug", &[]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
-    for file in ["meshcluster-alpha.yaml", "meshcluster-beta.yaml"] {
-        create_meshcluster(&a, &with_trust(file, TrustSpec::default())).await;
+    for file in [
+        "istio-native/meshcluster-alpha.yaml",
+        "istio-native/meshcluster-beta.yaml",
+    ] {
+        create_meshcluster(&a, &example::<MeshCluster>(file)).await;
     }
     for name in ["alpha", "beta"] {
         wait_mc(&a, name, "TrustDistributed", "True", "Distributed", WAIT).await;
