@@ -14,7 +14,7 @@ use common::rbac::*;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use testplane::operator::Operator;
@@ -193,7 +193,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     create_namespace(&a, "gloo-mesh").await;
     let install = |plane: &ControlPlane, release: &str, chart_name: &str, set: &[&str]| {
         let mut helm = plane.helm();
-        helm.args(["install", release])
+        // An upgrade installs when the release is absent.
+        helm.args(["upgrade", "--install", release])
             .arg(chart(chart_name))
             .args(["--namespace", "dualmesh-system", "--create-namespace"]);
         for s in set {
@@ -213,7 +214,7 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         "dualmesh",
         &["rbac.secretNamespaces={gloo-mesh}"],
     );
-    let member_manifest = install(&beta, "dualmesh-member", "dualmesh-member", &[]);
+    install(&beta, "dualmesh-member", "dualmesh-member", &[]);
     for crd in crd_names() {
         wait_for(&format!("CRD {crd}"), WAIT, || async {
             let out = output(
@@ -340,6 +341,75 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         Some(vec!["2001:db8:b::1".to_string()])
     );
 
+    // Istio-native trust turned on in a running mesh: the charts get the
+    // Istio namespaces dualmesh created as trust namespaces, then both
+    // MeshClusters spec.trust. Both cacerts are written (create); one made
+    // unreadable is re-issued at the next reconcile (get and patch).
+    let operator_manifest = install(
+        &alpha,
+        "dualmesh",
+        "dualmesh",
+        &[
+            "rbac.secretNamespaces={gloo-mesh}",
+            "rbac.trustNamespaces={istio-system}",
+        ],
+    );
+    let member_manifest = install(
+        &beta,
+        "dualmesh-member",
+        "dualmesh-member",
+        &["trustNamespaces={istio-system}"],
+    );
+    for mc in ["alpha", "beta"] {
+        Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .patch(
+                mc,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"trust": {}}})),
+            )
+            .await
+            .unwrap();
+        wait_mc(&a, mc, "TrustDistributed", "True", "Distributed", WAIT).await;
+    }
+    for (client, mc) in [(&a, "alpha"), (&b, "beta")] {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ISTIO_NS);
+        let held = secrets.get("cacerts").await.expect("cacerts written");
+        assert_eq!(held.data.unwrap_or_default().len(), 4, "{mc}");
+        secrets
+            .patch(
+                "cacerts",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"ca-key.pem": null}})),
+            )
+            .await
+            .unwrap();
+        Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .patch(
+                mc,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"spec": {"trust": {"intermediateValidityDays": 400}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        wait_for(&format!("{mc}'s cacerts re-issued"), WAIT, || async {
+            let keys = secrets
+                .get("cacerts")
+                .await
+                .map_err(|e| e.to_string())?
+                .data
+                .unwrap_or_default()
+                .len();
+            if keys == 4 {
+                Ok(())
+            } else {
+                Err(format!("{keys} keys"))
+            }
+        })
+        .await;
+    }
+
     // The health check Argo CD would run reads the real object as Healthy.
     let health = read(MESHCLUSTER_HEALTH);
     let (status, message) = run_health(&health, &serde_json::to_value(&alpha_mc).unwrap());
@@ -373,6 +443,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
             "yes",
             "create leases.coordination.k8s.io -n dualmesh-system",
         ),
+        ("yes", "patch secrets/cacerts -n istio-system"),
+        ("no", "get secrets/istio-reader -n istio-system"),
         ("no", "get secrets -n kube-system"),
         ("no", "get secrets -n default"),
         ("no", "list secrets --all-namespaces"),
@@ -404,6 +476,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     for (answer, question) in [
         ("yes", "patch secrets -n gloo-mesh"),
         ("yes", "patch services -n istio-system"),
+        ("yes", "get secrets/cacerts -n istio-system"),
+        ("no", "patch secrets/other -n istio-system"),
         ("no", "get secrets -n kube-system"),
         ("no", "get secrets -n dualmesh-system"),
         ("no", "list secrets --all-namespaces"),
