@@ -6,15 +6,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::charts::*;
 use common::rbac::*;
+use common::trust::*;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use testplane::operator::Operator;
@@ -105,26 +105,6 @@ impl Drop for ReportRefusals<'_> {
                 self.0.name()
             );
         }
-    }
-}
-
-/// `kubectl auth can-i` as the identity in `kubeconfig`.
-fn can_i(plane: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
-    let out = output(
-        Command::new(plane.tools_bin().join("kubectl"))
-            .env("KUBECONFIG", kubeconfig)
-            .args(["auth", "can-i"])
-            .args(args),
-        None,
-    );
-    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    match answer.as_str() {
-        "yes" => true,
-        "no" => false,
-        _ => panic!(
-            "kubectl auth can-i {args:?}: {answer} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
     }
 }
 
@@ -361,53 +341,10 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         &["trustNamespaces={istio-system}"],
     );
     for mc in ["alpha", "beta"] {
-        Api::<MeshCluster>::namespaced(a.clone(), NS)
-            .patch(
-                mc,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"trust": {}}})),
-            )
-            .await
-            .unwrap();
-        wait_mc(&a, mc, "TrustDistributed", "True", "Distributed", WAIT).await;
+        enable_trust(&a, mc).await;
     }
     for (client, mc) in [(&a, "alpha"), (&b, "beta")] {
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), ISTIO_NS);
-        let held = secrets.get("cacerts").await.expect("cacerts written");
-        assert_eq!(held.data.unwrap_or_default().len(), 4, "{mc}");
-        secrets
-            .patch(
-                "cacerts",
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"data": {"ca-key.pem": null}})),
-            )
-            .await
-            .unwrap();
-        Api::<MeshCluster>::namespaced(a.clone(), NS)
-            .patch(
-                mc,
-                &PatchParams::default(),
-                &Patch::Merge(
-                    serde_json::json!({"spec": {"trust": {"intermediateValidityDays": 400}}}),
-                ),
-            )
-            .await
-            .unwrap();
-        wait_for(&format!("{mc}'s cacerts re-issued"), WAIT, || async {
-            let keys = secrets
-                .get("cacerts")
-                .await
-                .map_err(|e| e.to_string())?
-                .data
-                .unwrap_or_default()
-                .len();
-            if keys == 4 {
-                Ok(())
-            } else {
-                Err(format!("{keys} keys"))
-            }
-        })
-        .await;
+        reissue_unreadable_cacerts(&a, client, mc).await;
     }
 
     // The health check Argo CD would run reads the real object as Healthy.

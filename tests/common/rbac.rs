@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::charts::documents;
+use std::path::Path;
+use std::process::Command;
+
+use super::charts::{documents, output};
 use serde_json::Value;
 use testplane::ControlPlane;
 
@@ -173,4 +176,24 @@ pub fn assert_least_privilege(
         "{user} was granted but never used (drop the rule, or exercise it here):\n{}",
         unused.join("\n")
     );
+}
+
+/// `kubectl auth can-i` as the identity in `kubeconfig`.
+pub fn can_i(plane: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
+    let out = output(
+        Command::new(plane.tools_bin().join("kubectl"))
+            .env("KUBECONFIG", kubeconfig)
+            .args(["auth", "can-i"])
+            .args(args),
+        None,
+    );
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match answer.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!(
+            "kubectl auth can-i {args:?}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
