@@ -4,8 +4,8 @@
 //! key reaches no member, and no key appears in the log, Events or status.
 //! A named root Secret that is missing, lacks a key, holds a non-CA
 //! certificate, a key that does not match or an expired certificate is
-//! reported by name and replaces nothing; a `cacerts` dualmesh did not write
-//! is left alone until it is handed over.
+//! reported by name and replaces nothing, as are two roots in one meshID; a
+//! `cacerts` dualmesh did not write is left alone until it is handed over.
 
 mod common;
 
@@ -241,7 +241,7 @@ async fn a_bad_root_is_reported_by_name_and_a_foreign_cacerts_is_left_alone() {
         }),
         ..TrustSpec::default()
     };
-    create_meshcluster(&a, &with_trust("meshcluster-alpha.yaml", named)).await;
+    create_meshcluster(&a, &with_trust("meshcluster-alpha.yaml", named.clone())).await;
     let (_, message) = wait_mc(
         &a,
         "alpha",
@@ -327,7 +327,7 @@ async fn a_bad_root_is_reported_by_name_and_a_foreign_cacerts_is_left_alone() {
 
     // A cacerts someone else wrote, in a second Istio namespace.
     put_secret(&a, "istio-other", "cacerts", &[("ca-cert.pem", "theirs")]).await;
-    let mut other = with_trust("meshcluster-alpha.yaml", TrustSpec::default());
+    let mut other = with_trust("meshcluster-alpha.yaml", named);
     other.metadata.name = Some("other".into());
     other.spec.cluster_name = "cluster-other".into();
     other.spec.istio.namespace = "istio-other".into();
@@ -366,4 +366,61 @@ async fn a_bad_root_is_reported_by_name_and_a_foreign_cacerts_is_left_alone() {
     let (taken, _) = cacerts(&a, "istio-other").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(openssl_verify(dir.path(), &taken), "ca-cert.pem: OK\n");
+
+    // One root per meshID: other switching to the generated root conflicts
+    // with alpha's corp-root; both say so and nothing is rewritten. Back to
+    // corp-root, both recover (alpha is looked at again when other changes).
+    let before = (
+        cacerts(&a, ISTIO_NS).await.unwrap(),
+        cacerts(&a, "istio-other").await.unwrap(),
+    );
+    Api::<MeshCluster>::namespaced(a.clone(), NS)
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"trust": {"rootCASecretRef": null}}})),
+        )
+        .await
+        .unwrap();
+    let (_, message) = wait_mc(
+        &a,
+        "alpha",
+        "TrustDistributed",
+        "False",
+        "RootCAConflict",
+        WAIT,
+    )
+    .await;
+    assert!(
+        message.starts_with("meshID mesh1 has one root: this MeshCluster uses corp-root, but dualmesh-system/other uses dualmesh-root-ca-mesh1;"),
+        "{message}"
+    );
+    wait_mc(
+        &a,
+        "other",
+        "TrustDistributed",
+        "False",
+        "RootCAConflict",
+        WAIT,
+    )
+    .await;
+    wait_writes_settled(&alpha, WAIT).await;
+    let after = (
+        cacerts(&a, ISTIO_NS).await.unwrap(),
+        cacerts(&a, "istio-other").await.unwrap(),
+    );
+    assert_eq!(after, before);
+    Api::<MeshCluster>::namespaced(a.clone(), NS)
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"trust": {"rootCASecretRef": {"name": "corp-root"}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    for mc in ["alpha", "other"] {
+        wait_mc(&a, mc, "TrustDistributed", "True", "Distributed", WAIT).await;
+    }
 }

@@ -62,6 +62,8 @@ pub mod reason {
     pub const ROOT_CA_MISSING: &str = "RootCAMissing";
     /// TrustDistributed False: the root CA Secret fails a check.
     pub const ROOT_CA_INVALID: &str = "RootCAInvalid";
+    /// TrustDistributed False: MeshClusters of one meshID name different roots.
+    pub const ROOT_CA_CONFLICT: &str = "RootCAConflict";
     /// TrustDistributed False: a `cacerts` dualmesh did not write is there.
     pub const CACERTS_NOT_MANAGED: &str = "CacertsNotManaged";
 

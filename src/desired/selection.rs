@@ -24,11 +24,8 @@ pub fn uses_secret(mc: &MeshCluster, namespace: &str, name: &str) -> bool {
         .as_ref()
         .is_some_and(|r| r.name == name && mc.namespace().as_deref() == Some(namespace));
     let root = mc.spec.trust.as_ref().is_some_and(|t| {
-        let root = match &t.root_ca_secret_ref {
-            Some(r) => r.name.clone(),
-            None => crate::desired::trust::generated_root_secret(&mc.spec.mesh_id),
-        };
-        root == name && mc.namespace().as_deref() == Some(namespace)
+        crate::desired::trust::plan::root_secret_name(&mc.spec.mesh_id, t) == name
+            && mc.namespace().as_deref() == Some(namespace)
     });
     kubeconfig
         || root

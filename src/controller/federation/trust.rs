@@ -60,10 +60,8 @@ async fn root(
 ) -> Result<Result<(Root, String), Found>, kube::Error> {
     let ns = mc.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(management.clone(), &ns);
-    let (name, named) = match &spec.root_ca_secret_ref {
-        Some(r) => (r.name.clone(), true),
-        None => (trust::generated_root_secret(&mc.spec.mesh_id), false),
-    };
+    let name = plan::root_secret_name(&mc.spec.mesh_id, spec);
+    let named = spec.root_ca_secret_ref.is_some();
     let secret_ref = object_key(&ns, &name);
     let vet = |data: &SecretData| {
         trust::read_root(data, now)

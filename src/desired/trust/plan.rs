@@ -196,6 +196,38 @@ pub fn root_invalid(secret_ref: &str, problem: &super::RootProblem) -> Found {
     )
 }
 
+/// The root Secret a MeshCluster with `trust` uses (in its own namespace).
+pub fn root_secret_name(mesh_id: &str, trust: &crate::api::TrustSpec) -> String {
+    match &trust.root_ca_secret_ref {
+        Some(r) => r.name.clone(),
+        None => super::generated_root_secret(mesh_id),
+    }
+}
+
+/// `TrustDistributed` False when other MeshClusters of the mesh use
+/// another root: `peers` are (MeshCluster key, root Secret) of every other
+/// MeshCluster with `spec.trust` in the same meshID and namespace. Two
+/// roots in one mesh would split trust, so nothing is written.
+pub fn root_conflict(mesh_id: &str, own_root: &str, peers: &[(String, String)]) -> Option<Found> {
+    let mut other: Vec<String> = peers
+        .iter()
+        .filter(|(_, root)| root != own_root)
+        .map(|(key, root)| format!("{key} uses {root}"))
+        .collect();
+    if other.is_empty() {
+        return None;
+    }
+    other.sort();
+    Some(Found::fail(
+        types::TRUST_DISTRIBUTED,
+        reason::ROOT_CA_CONFLICT,
+        format!(
+            "meshID {mesh_id} has one root: this MeshCluster uses {own_root}, but {}; name the same spec.trust.rootCASecretRef in every MeshCluster of the mesh (or none, for the generated one); nothing is written meanwhile",
+            other.join(", ")
+        ),
+    ))
+}
+
 /// `TrustDistributed` when `spec.trust` is absent: None unless the old
 /// status still carries the condition (then it says trust is off).
 pub fn not_requested(had_condition: bool) -> Option<Found> {

@@ -391,3 +391,22 @@ fn the_conditions_say_what_to_do() {
     assert_eq!(plan::not_requested(false), None);
     assert!(plan::not_requested(true).unwrap().status);
 }
+
+#[test]
+fn meshclusters_of_one_mesh_naming_different_roots_are_refused() {
+    let peers = vec![
+        ("ns/gamma".to_string(), "corp-root".to_string()),
+        ("ns/beta".to_string(), "dualmesh-root-ca-mesh1".to_string()),
+        ("ns/delta".to_string(), "old-root".to_string()),
+    ];
+    assert_eq!(plan::root_conflict("mesh1", "corp-root", &peers[..1]), None);
+    let found = plan::root_conflict("mesh1", "corp-root", &peers).unwrap();
+    assert_eq!(
+        (found.status, found.reason, found.message.as_str()),
+        (
+            false,
+            "RootCAConflict",
+            "meshID mesh1 has one root: this MeshCluster uses corp-root, but ns/beta uses dualmesh-root-ca-mesh1, ns/delta uses old-root; name the same spec.trust.rootCASecretRef in every MeshCluster of the mesh (or none, for the generated one); nothing is written meanwhile"
+        )
+    );
+}
