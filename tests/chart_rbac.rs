@@ -6,11 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::charts::*;
 use common::rbac::*;
+use common::trust::*;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -108,26 +108,6 @@ impl Drop for ReportRefusals<'_> {
     }
 }
 
-/// `kubectl auth can-i` as the identity in `kubeconfig`.
-fn can_i(plane: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
-    let out = output(
-        Command::new(plane.tools_bin().join("kubectl"))
-            .env("KUBECONFIG", kubeconfig)
-            .args(["auth", "can-i"])
-            .args(args),
-        None,
-    );
-    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    match answer.as_str() {
-        "yes" => true,
-        "no" => false,
-        _ => panic!(
-            "kubectl auth can-i {args:?}: {answer} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
-}
-
 async fn get_json<K>(api: &Api<K>, name: &str) -> Option<Value>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
@@ -169,60 +149,6 @@ async fn wait_config_map(client: &Client, mc: &str) {
     .await;
 }
 
-/// No Sail Operator CRDs on these planes (their listing at a MeshCluster's
-/// deletion is answered 404, which uses `list`); tests/install_sail.rs
-/// applies Sail objects.
-const SAIL_UNUSED: [(&str, &str); 12] = [
-    (
-        "get sailoperator.io/istios cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "create sailoperator.io/istios cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "patch sailoperator.io/istios cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "delete sailoperator.io/istios cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "get sailoperator.io/istiocnis cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "create sailoperator.io/istiocnis cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "patch sailoperator.io/istiocnis cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "delete sailoperator.io/istiocnis cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "get sailoperator.io/ztunnels cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "create sailoperator.io/ztunnels cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "patch sailoperator.io/ztunnels cluster-wide",
-        "installWith Sail only",
-    ),
-    (
-        "delete sailoperator.io/ztunnels cluster-wide",
-        "installWith Sail only",
-    ),
-];
-
 #[tokio::test]
 async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothing_unused() {
     let audit = tempfile::tempdir().unwrap();
@@ -247,7 +173,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     create_namespace(&a, "gloo-mesh").await;
     let install = |plane: &ControlPlane, release: &str, chart_name: &str, set: &[&str]| {
         let mut helm = plane.helm();
-        helm.args(["install", release])
+        // An upgrade installs when the release is absent.
+        helm.args(["upgrade", "--install", release])
             .arg(chart(chart_name))
             .args(["--namespace", "dualmesh-system", "--create-namespace"]);
         for s in set {
@@ -267,7 +194,7 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         "dualmesh",
         &["rbac.secretNamespaces={gloo-mesh}"],
     );
-    let member_manifest = install(&beta, "dualmesh-member", "dualmesh-member", &[]);
+    install(&beta, "dualmesh-member", "dualmesh-member", &[]);
     for crd in crd_names() {
         wait_for(&format!("CRD {crd}"), WAIT, || async {
             let out = output(
@@ -394,6 +321,32 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
         Some(vec!["2001:db8:b::1".to_string()])
     );
 
+    // Istio-native trust turned on in a running mesh: the charts get the
+    // Istio namespaces dualmesh created as trust namespaces, then both
+    // MeshClusters spec.trust. Both cacerts are written (create); one made
+    // unreadable is re-issued at the next reconcile (get and patch).
+    let operator_manifest = install(
+        &alpha,
+        "dualmesh",
+        "dualmesh",
+        &[
+            "rbac.secretNamespaces={gloo-mesh}",
+            "rbac.trustNamespaces={istio-system}",
+        ],
+    );
+    let member_manifest = install(
+        &beta,
+        "dualmesh-member",
+        "dualmesh-member",
+        &["trustNamespaces={istio-system}"],
+    );
+    for mc in ["alpha", "beta"] {
+        enable_trust(&a, mc).await;
+    }
+    for (client, mc) in [(&a, "alpha"), (&b, "beta")] {
+        reissue_unreadable_cacerts(&a, client, mc).await;
+    }
+
     // The health check Argo CD would run reads the real object as Healthy.
     let health = read(MESHCLUSTER_HEALTH);
     let (status, message) = run_health(&health, &serde_json::to_value(&alpha_mc).unwrap());
@@ -427,6 +380,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
             "yes",
             "create leases.coordination.k8s.io -n dualmesh-system",
         ),
+        ("yes", "patch secrets/cacerts -n istio-system"),
+        ("no", "get secrets/istio-reader -n istio-system"),
         ("no", "get secrets -n kube-system"),
         ("no", "get secrets -n default"),
         ("no", "list secrets --all-namespaces"),
@@ -458,6 +413,8 @@ async fn the_charts_rbac_runs_the_operator_across_two_clusters_and_grants_nothin
     for (answer, question) in [
         ("yes", "patch secrets -n gloo-mesh"),
         ("yes", "patch services -n istio-system"),
+        ("yes", "get secrets/cacerts -n istio-system"),
+        ("no", "patch secrets/other -n istio-system"),
         ("no", "get secrets -n kube-system"),
         ("no", "get secrets -n dualmesh-system"),
         ("no", "list secrets --all-namespaces"),

@@ -13,6 +13,9 @@ pub const ISTIO_CONFIG_APPLIED: &str = "IstioConfigApplied";
 pub const GATEWAY_ADDRESSES_READY: &str = "GatewayAddressesReady";
 /// The trust secrets are copied into the member cluster.
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
+/// The cluster's `cacerts` holds an intermediate CA of the mesh root
+/// (`spec.trust`; see docs/federation.md).
+pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
 /// The target cluster's ServiceCIDRs and node podCIDRs match the policy's
 /// address plan. Informs only: it never blocks publishing and is not part
 /// of `Ready`.
@@ -56,6 +59,19 @@ pub mod reason {
     pub const SYNC_FAILED: &str = "SyncFailed";
     /// The content-hash key Secret exists but holds no usable key.
     pub const HASH_KEY_UNUSABLE: &str = "HashKeyUnusable";
+
+    /// TrustDistributed True: `cacerts` holds a current intermediate.
+    pub const DISTRIBUTED: &str = "Distributed";
+    /// TrustDistributed True: `spec.trust` is absent (shown only after it was set).
+    pub const TRUST_NOT_REQUESTED: &str = "NotRequested";
+    /// TrustDistributed False: the named root CA Secret is absent.
+    pub const ROOT_CA_MISSING: &str = "RootCAMissing";
+    /// TrustDistributed False: the root CA Secret fails a check.
+    pub const ROOT_CA_INVALID: &str = "RootCAInvalid";
+    /// TrustDistributed False: MeshClusters of one meshID name different roots.
+    pub const ROOT_CA_CONFLICT: &str = "RootCAConflict";
+    /// TrustDistributed False: a `cacerts` dualmesh did not write is there.
+    pub const CACERTS_NOT_MANAGED: &str = "CacertsNotManaged";
 
     /// ClusterMatchesPolicy True: no check of the address plan fails.
     pub const CLUSTER_MATCHES: &str = "ClusterMatches";

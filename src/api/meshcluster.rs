@@ -76,6 +76,12 @@ pub struct MeshClusterSpec {
     /// from and to namespace `gloo-mesh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation: Option<FederationSpec>,
+
+    /// Istio-native trust: a root CA per meshID and an intermediate CA for
+    /// this cluster, written as Secret `cacerts` in its Istio namespace.
+    /// Absent: dualmesh writes no `cacerts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<super::TrustSpec>,
 }
 
 /// A reference to a DualStackPolicy.

@@ -29,6 +29,23 @@ pub struct MeshClusterStatus {
     /// The Secrets copied into this cluster, with content hashes (never data).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synced_secrets: Vec<SyncedSecret>,
+    /// The intermediate CA in the cluster's `cacerts` (`spec.trust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustStatus>,
+}
+
+/// The intermediate CA dualmesh wrote as `cacerts` (certificates' dates, never keys).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustStatus {
+    /// The root CA Secret it was issued from, `namespace/name` in the management cluster.
+    pub root_secret: String,
+    /// The `cacerts` Secret, `namespace/name` in the target cluster.
+    pub cacerts: String,
+    /// When the intermediate expires.
+    pub intermediate_not_after: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// From when dualmesh re-issues it (two thirds of its validity).
+    pub renew_after: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// Where the rendered IstioOperator went.

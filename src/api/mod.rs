@@ -7,11 +7,13 @@ pub mod labels;
 mod meshcluster;
 mod meshcluster_status;
 mod policy;
+mod trust;
 
 pub use install::*;
 pub use meshcluster::*;
 pub use meshcluster_status::*;
 pub use policy::*;
+pub use trust::*;
 
 use kube::CustomResourceExt;
 

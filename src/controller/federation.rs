@@ -9,6 +9,7 @@
 
 pub mod members;
 pub mod secret_sync;
+pub mod trust;
 
 pub use members::{MEMBER_RESYNC, MEMBER_TIMEOUT, Members, Unusable, probe};
 pub use secret_sync::{SyncOutcome, remove_copies, sync_secrets};

@@ -240,6 +240,77 @@ pub(super) async fn secrets(
     }
 }
 
+/// Writes the cluster's `cacerts` from the mesh root (`spec.trust`).
+pub(super) async fn trust(
+    ctx: &Context,
+    target: &kube::Client,
+    mc: &MeshCluster,
+) -> Job<Option<crate::api::TrustStatus>> {
+    use crate::desired::trust::plan;
+    let Some(spec) = &mc.spec.trust else {
+        let had = mc.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == types::TRUST_DISTRIBUTED)
+        });
+        return Job {
+            found: plan::not_requested(had).into_iter().collect(),
+            part: Some(None),
+            error: None,
+        };
+    };
+    ctx.watch_secrets(&mc.namespace().unwrap_or_default());
+    // One root per meshID (peers from the MeshCluster cache).
+    let own_root = plan::root_secret_name(&mc.spec.mesh_id, spec);
+    let same_mesh: Vec<_> = ctx
+        .meshclusters
+        .get()
+        .map(|store| store.state())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.namespace() == mc.namespace()
+                && p.name_any() != mc.name_any()
+                && p.spec.mesh_id == mc.spec.mesh_id
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    // A new spec of this one may end (or start) a peer's conflict: look at
+    // them again. Once per generation, so peers never ping-pong.
+    let seen = mc.status.as_ref().and_then(|s| s.observed_generation);
+    if seen != mc.metadata.generation {
+        for p in &same_mesh {
+            let _ = ctx.trigger.unbounded_send(ObjectRef::from_obj(p.as_ref()));
+        }
+    }
+    let peers: Vec<(String, String)> = same_mesh
+        .iter()
+        .filter_map(|p| {
+            let trust = p.spec.trust.as_ref()?;
+            Some((
+                meshcluster_key(p),
+                plan::root_secret_name(&p.spec.mesh_id, trust),
+            ))
+        })
+        .collect();
+    if let Some(conflict) = plan::root_conflict(&mc.spec.mesh_id, &own_root, &peers) {
+        return Job {
+            found: vec![conflict],
+            part: None,
+            error: None,
+        };
+    }
+    let now = federation::trust::now();
+    match federation::trust::distribute(&ctx.client, target, mc, spec, now).await {
+        Ok(outcome) => Job {
+            found: vec![outcome.condition],
+            part: outcome.status.map(Some),
+            error: None,
+        },
+        Err(e) => Job::failed(types::TRUST_DISTRIBUTED, e.into()),
+    }
+}
+
 /// How long the policy check waits for the ServiceCIDR and Node caches.
 const CHECK_CACHE_WAIT: Duration = Duration::from_secs(5);
 

@@ -156,6 +156,10 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
         ipv4_addresses: addresses.map_or(0, |a| a.ipv4.len()),
         ipv6_addresses: addresses.map_or(0, |a| a.ipv6.len()),
         secrets_synced: status.synced_secrets.len(),
+        trust_expiry: status
+            .trust
+            .as_ref()
+            .map(|t| t.intermediate_not_after.0.as_second()),
         reachable: found
             .iter()
             .rev()
@@ -248,27 +252,29 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             jobs::istio(mc, &cluster, &valid_mc, &valid_policy),
             jobs::gateway(mc, &cluster, &valid_mc, &valid_policy),
             jobs::secrets(ctx, &cluster.client, mc),
+            jobs::trust(ctx, &cluster.client, mc),
             jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
             jobs::sail(mc, &cluster, &valid_mc, &valid_policy),
         )
     };
     let mut requeue = requeue;
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
-        Ok((istio, gateway, secrets, check, sail)) => {
+        Ok((istio, gateway, secrets, trust, check, sail)) => {
             // What each job found, in a fixed order.
-            for job in [istio.found, gateway.found, secrets.found] {
+            for job in [istio.found, gateway.found, secrets.found, trust.found] {
                 out.found.extend(job);
             }
             // Informs only: never an error, never a reason to retry.
             out.found.extend(check);
             out.errors.extend(
-                [istio.error, gateway.error, secrets.error]
+                [istio.error, gateway.error, secrets.error, trust.error]
                     .into_iter()
                     .flatten(),
             );
             out.parts.istio = istio.part;
             out.parts.gateway = gateway.part;
             out.parts.secrets = secrets.part;
+            out.parts.trust = trust.part;
             match sail {
                 Some(sail) => {
                     out.found.extend(sail.found);

@@ -64,6 +64,8 @@ pub struct MeshClusterFigures {
     pub ipv6_addresses: usize,
     /// Secrets in sync on the target cluster.
     pub secrets_synced: usize,
+    /// When the intermediate CA in `cacerts` expires, Unix seconds (None: no `spec.trust`).
+    pub trust_expiry: Option<i64>,
     /// Whether the target cluster answered (None: not looked at this pass).
     pub reachable: Option<bool>,
     /// Whether the MeshCluster is Ready.
@@ -78,6 +80,7 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     gateway_addresses: Family<FamilyLabels, Gauge>,
     secrets_synced: Family<ObjectLabels, Gauge>,
+    trust_expiry: Family<ObjectLabels, Gauge>,
     member_reachable: Family<ObjectLabels, Gauge>,
     ready: Family<ObjectLabels, Gauge>,
     leader: Gauge,
@@ -126,6 +129,12 @@ impl Metrics {
             "Secrets in sync on the MeshCluster's target cluster",
             secrets_synced.clone(),
         );
+        let trust_expiry = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "dualmesh_trust_intermediate_expiry_timestamp_seconds",
+            "When the intermediate CA in the MeshCluster's cacerts expires (Unix time; spec.trust only)",
+            trust_expiry.clone(),
+        );
         let member_reachable = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "dualmesh_member_reachable",
@@ -158,6 +167,7 @@ impl Metrics {
             duration,
             gateway_addresses,
             secrets_synced,
+            trust_expiry,
             member_reachable,
             ready,
             leader,
@@ -214,6 +224,14 @@ impl Metrics {
         self.secrets_synced
             .get_or_create(&object)
             .set(gauge_value(figures.secrets_synced));
+        match figures.trust_expiry {
+            Some(t) => {
+                self.trust_expiry.get_or_create(&object).set(t);
+            }
+            None => {
+                self.trust_expiry.remove(&object);
+            }
+        }
         if let Some(reachable) = figures.reachable {
             self.member_reachable
                 .get_or_create(&object)
@@ -238,6 +256,7 @@ impl Metrics {
             });
         }
         self.secrets_synced.remove(&object);
+        self.trust_expiry.remove(&object);
         self.member_reachable.remove(&object);
         self.ready.remove(&object);
     }
@@ -311,6 +330,7 @@ mod tests {
             ipv4_addresses: 1,
             ipv6_addresses: 2,
             secrets_synced: 2,
+            trust_expiry: Some(1_827_828_000),
             reachable: Some(true),
             ready: true,
         };
@@ -331,6 +351,22 @@ mod tests {
             lines_with(&text, "dualmesh_secrets_synced{"),
             vec![r#"dualmesh_secrets_synced{namespace="dualmesh-system",meshcluster="beta"} 2"#]
         );
+        assert_eq!(
+            lines_with(
+                &text,
+                "dualmesh_trust_intermediate_expiry_timestamp_seconds{"
+            ),
+            vec![
+                r#"dualmesh_trust_intermediate_expiry_timestamp_seconds{namespace="dualmesh-system",meshcluster="beta"} 1827828000"#
+            ]
+        );
+        // spec.trust removed: the series goes.
+        let untrusted = MeshClusterFigures {
+            trust_expiry: None,
+            ..figures.clone()
+        };
+        m.meshcluster("dualmesh-system", "beta", &untrusted);
+        assert!(lines_with(&m.encode(), "dualmesh_trust_intermediate").is_empty());
         m.forget_meshcluster("dualmesh-system", "beta");
         let text = m.encode();
         assert!(!text.contains(r#"meshcluster="beta""#), "{text}");

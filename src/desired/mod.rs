@@ -17,4 +17,5 @@ pub mod redact;
 pub mod secret_sync;
 pub mod selection;
 pub mod status;
+pub mod trust;
 pub mod validate;

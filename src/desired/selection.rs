@@ -23,7 +23,12 @@ pub fn uses_secret(mc: &MeshCluster, namespace: &str, name: &str) -> bool {
         .kubeconfig_secret_ref
         .as_ref()
         .is_some_and(|r| r.name == name && mc.namespace().as_deref() == Some(namespace));
+    let root = mc.spec.trust.as_ref().is_some_and(|t| {
+        crate::desired::trust::plan::root_secret_name(&mc.spec.mesh_id, t) == name
+            && mc.namespace().as_deref() == Some(namespace)
+    });
     kubeconfig
+        || root
         || effective_syncs(&mc.spec)
             .iter()
             .any(|s| s.source.namespace == namespace && s.source.name == name)
@@ -119,6 +124,39 @@ mod tests {
                 (false, true),
                 (false, true),
                 (false, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_root_ca_secret_concerns_the_meshclusters_trusting_it() {
+        let mut generated = (*example("alpha")).clone();
+        generated.spec.mesh_id = "mesh1".into();
+        generated.spec.trust = Some(crate::api::TrustSpec::default());
+        let mut named = generated.clone();
+        named.spec.trust = Some(crate::api::TrustSpec {
+            root_ca_secret_ref: Some(crate::api::RootCaSecretReference {
+                name: "corp-root".into(),
+            }),
+            ..Default::default()
+        });
+        let mut untrusting = generated.clone();
+        untrusting.spec.trust = None;
+        let cases = [
+            ("dualmesh-system", "dualmesh-root-ca-mesh1"),
+            ("dualmesh-system", "corp-root"),
+            ("istio-system", "corp-root"),
+        ];
+        let seen: Vec<[bool; 3]> = cases
+            .iter()
+            .map(|(ns, name)| [&generated, &named, &untrusting].map(|mc| uses_secret(mc, ns, name)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                [true, false, false],
+                [false, true, false],
+                [false, false, false]
             ]
         );
     }

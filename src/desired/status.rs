@@ -7,7 +7,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{Found, merge_with_ready};
-use crate::api::{GatewayAddressesStatus, MeshClusterStatus, PublishedConfig, SyncedSecret};
+use crate::api::{
+    GatewayAddressesStatus, MeshClusterStatus, PublishedConfig, SyncedSecret, TrustStatus,
+};
 
 /// What the reconcile's steps produced, field by field; None: not reached.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -23,6 +25,8 @@ pub struct Parts {
     /// Condition types that no longer apply to this MeshCluster (e.g.
     /// `SailReady` once `installWith` is not Sail): removed.
     pub dropped: Vec<&'static str>,
+    /// The trust job (None inside: trust not configured).
+    pub trust: Option<Option<TrustStatus>>,
 }
 
 /// The status to write for generation `generation`.
@@ -41,6 +45,7 @@ pub fn meshcluster(
         published,
         gateway_addresses,
         synced_secrets,
+        trust: old_trust,
     } = old;
     let Parts {
         ip_families: new_families,
@@ -48,6 +53,7 @@ pub fn meshcluster(
         gateway,
         secrets,
         dropped,
+        trust,
     } = parts;
     let conditions: Vec<_> = conditions
         .iter()
@@ -66,6 +72,7 @@ pub fn meshcluster(
         published,
         gateway_addresses: gateway.unwrap_or_else(|| gateway_addresses.clone()),
         synced_secrets: secrets.unwrap_or_else(|| synced_secrets.clone()),
+        trust: trust.unwrap_or_else(|| old_trust.clone()),
     }
 }
 
@@ -94,6 +101,12 @@ mod tests {
                 all: "2001:db8::1".into(),
             }),
             synced_secrets: Vec::new(),
+            trust: Some(TrustStatus {
+                root_secret: "dualmesh/dualmesh-root-ca-mesh1".into(),
+                cacerts: "istio-system/cacerts".into(),
+                intermediate_not_after: now(),
+                renew_after: now(),
+            }),
         }
     }
 
@@ -113,6 +126,7 @@ mod tests {
             published,
             gateway_addresses,
             synced_secrets,
+            trust,
         } = new;
         assert_eq!(observed_generation, Some(2));
         assert_eq!(
@@ -128,6 +142,7 @@ mod tests {
         assert_eq!(published, o.published);
         assert_eq!(gateway_addresses, o.gateway_addresses);
         assert_eq!(synced_secrets, o.synced_secrets);
+        assert_eq!(trust, o.trust);
     }
 
     #[test]
@@ -144,6 +159,7 @@ mod tests {
             gateway: Some(None),
             secrets: Some(Vec::new()),
             dropped: Vec::new(),
+            trust: Some(None),
         };
         let new = meshcluster(&old(), Some(3), &[], parts, &now());
         assert_eq!(new.ip_families.as_deref(), Some("IPv6,IPv4"));
@@ -153,6 +169,7 @@ mod tests {
             Some("istio-system/dualmesh")
         );
         assert_eq!(new.gateway_addresses, None);
+        assert_eq!(new.trust, None);
     }
 
     #[test]

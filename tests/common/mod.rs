@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod charts;
 pub mod istio_charts;
 pub mod rbac;
+pub mod trust;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

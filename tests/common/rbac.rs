@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::charts::documents;
+use std::path::Path;
+use std::process::Command;
+
+use super::charts::{documents, output};
 use serde_json::Value;
 use testplane::ControlPlane;
 
@@ -174,3 +177,77 @@ pub fn assert_least_privilege(
         unused.join("\n")
     );
 }
+
+/// `kubectl auth can-i` as the identity in `kubeconfig`.
+pub fn can_i(plane: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
+    let out = output(
+        Command::new(plane.tools_bin().join("kubectl"))
+            .env("KUBECONFIG", kubeconfig)
+            .args(["auth", "can-i"])
+            .args(args),
+        None,
+    );
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match answer.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!(
+            "kubectl auth can-i {args:?}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// No Sail Operator CRDs on these planes (their listing at a MeshCluster's
+/// deletion is answered 404, which uses `list`); tests/install_sail.rs
+/// applies Sail objects.
+pub const SAIL_UNUSED: [(&str, &str); 12] = [
+    (
+        "get sailoperator.io/istios cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "create sailoperator.io/istios cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "patch sailoperator.io/istios cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "delete sailoperator.io/istios cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "get sailoperator.io/istiocnis cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "create sailoperator.io/istiocnis cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "patch sailoperator.io/istiocnis cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "delete sailoperator.io/istiocnis cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "get sailoperator.io/ztunnels cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "create sailoperator.io/ztunnels cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "patch sailoperator.io/ztunnels cluster-wide",
+        "installWith Sail only",
+    ),
+    (
+        "delete sailoperator.io/ztunnels cluster-wide",
+        "installWith Sail only",
+    ),
+];

@@ -39,7 +39,7 @@ fn loc(l: &SecretLocation) -> String {
 
 /// A Secret's data (all keys, or only `keep`), and its metadata; the
 /// object itself is dropped here.
-async fn read_secret(
+pub(super) async fn read_secret(
     api: &Api<Secret>,
     name: &str,
     keep: Option<&SecretData>,

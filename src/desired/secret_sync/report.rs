@@ -14,7 +14,7 @@ use crate::desired::validate::summarize;
 
 /// A Secret's data as a request body wants it (base64 by key), written
 /// straight from the [`SecretData`] with no readable copy in between.
-pub struct Encoded<'a>(&'a SecretData);
+pub struct Encoded<'a>(pub &'a SecretData);
 
 impl Serialize for Encoded<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

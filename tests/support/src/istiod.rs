@@ -104,13 +104,17 @@ impl Istiod {
                 fs::write(ca.join(name), pem).map_err(io("write a cacerts file"))?;
             }
         }
-        let log = fs::File::create(dir.path().join("istiod.log")).map_err(io("create istiod.log"))?;
+        let log =
+            fs::File::create(dir.path().join("istiod.log")).map_err(io("create istiod.log"))?;
         let err = log.try_clone().map_err(io("clone istiod.log"))?;
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().unwrap();
         let addr = |port: u16| format!("127.0.0.1:{port}");
         let child = Command::new(&bin)
             .arg("discovery")
-            .arg(format!("--kubeconfig={}", plane.kubeconfig_path().display()))
+            .arg(format!(
+                "--kubeconfig={}",
+                plane.kubeconfig_path().display()
+            ))
             .arg(format!("--clusterID={cluster_id}"))
             .arg(format!("--httpAddr={http}"))
             .arg(format!("--grpcAddr={}", addr(free_port()?)))
@@ -224,12 +228,9 @@ impl Drop for Istiod {
         if let Some(mut child) = self.child.take() {
             let stopped = crate::stop::stop(&mut child, GRACE);
             let _ = child.wait();
-            if let Some(line) = crate::stop::complaint(
-                &self.cluster_id,
-                "istiod",
-                child.id(),
-                stopped,
-            ) {
+            if let Some(line) =
+                crate::stop::complaint(&self.cluster_id, "istiod", child.id(), stopped)
+            {
                 eprintln!("{line}");
             }
         }

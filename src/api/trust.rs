@@ -1,0 +1,59 @@
+//! `spec.trust`: Istio-native trust for a MeshCluster (one root CA per
+//! meshID, an intermediate CA per cluster written as `cacerts`).
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::DNS1123_SUBDOMAIN;
+
+/// Istio-native trust: dualmesh writes Secret `cacerts` (`ca-cert.pem`,
+/// `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`) into this cluster's
+/// Istio namespace, an intermediate CA issued from the mesh's root. The
+/// root's private key never leaves the management cluster. Absent: no
+/// `cacerts` is written (istiod's self-signed CA, or the Gloo Mesh relay).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustSpec {
+    /// The mesh's root CA: a Secret in the operator's namespace with keys
+    /// `ca-cert.pem` and `ca-key.pem`, or `tls.crt` and `tls.key` (PEM; an
+    /// ECDSA P-256/P-384 or Ed25519 key, or an RSA key in PKCS#8). Absent:
+    /// dualmesh generates one root per meshID and keeps it as Secret
+    /// `dualmesh-root-ca-<meshID>` in the operator's namespace. Every
+    /// MeshCluster of one meshID must name the same root.
+    #[serde(
+        rename = "rootCASecretRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub root_ca_secret_ref: Option<RootCaSecretReference>,
+
+    /// How long an intermediate CA is valid, in days. Default 365; it is
+    /// re-issued when two thirds of that have passed.
+    #[serde(default = "default_validity_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub intermediate_validity_days: i32,
+}
+
+/// A Secret in the operator's namespace holding a root CA.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RootCaSecretReference {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    pub name: String,
+}
+
+/// One year.
+pub const DEFAULT_INTERMEDIATE_VALIDITY_DAYS: i32 = 365;
+
+fn default_validity_days() -> i32 {
+    DEFAULT_INTERMEDIATE_VALIDITY_DAYS
+}
+
+impl Default for TrustSpec {
+    fn default() -> Self {
+        Self {
+            root_ca_secret_ref: None,
+            intermediate_validity_days: DEFAULT_INTERMEDIATE_VALIDITY_DAYS,
+        }
+    }
+}

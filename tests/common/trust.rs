@@ -1,0 +1,76 @@
+//! What the tests that turn on Istio-native trust (`spec.trust`) share.
+
+use std::time::Duration;
+
+use dualmesh::api::MeshCluster;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+
+use super::{ISTIO_NS, NS, wait_for, wait_mc};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Sets `spec.trust: {}` on MeshCluster `mc` of `management`; waits for
+/// `TrustDistributed=True`.
+pub async fn enable_trust(management: &Client, mc: &str) {
+    patch_trust(management, mc, serde_json::json!({})).await;
+    wait_mc(
+        management,
+        mc,
+        "TrustDistributed",
+        "True",
+        "Distributed",
+        WAIT,
+    )
+    .await;
+}
+
+async fn patch_trust(management: &Client, mc: &str, trust: serde_json::Value) {
+    Api::<MeshCluster>::namespaced(management.clone(), NS)
+        .patch(
+            mc,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"trust": trust}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Removes `ca-key.pem` from the `cacerts` dualmesh wrote in `target` for
+/// `mc`, makes `mc` reconcile (a validity change: the operator reconciles
+/// on spec changes; cacerts is not watched), and waits for the re-issue.
+pub async fn reissue_unreadable_cacerts(management: &Client, target: &Client, mc: &str) {
+    let secrets: Api<Secret> = Api::namespaced(target.clone(), ISTIO_NS);
+    let held = secrets.get("cacerts").await.expect("cacerts written");
+    assert_eq!(held.data.unwrap_or_default().len(), 4, "{mc}");
+    secrets
+        .patch(
+            "cacerts",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"ca-key.pem": null}})),
+        )
+        .await
+        .unwrap();
+    patch_trust(
+        management,
+        mc,
+        serde_json::json!({"intermediateValidityDays": 400}),
+    )
+    .await;
+    wait_for(&format!("{mc}'s cacerts re-issued"), WAIT, || async {
+        let keys = secrets
+            .get("cacerts")
+            .await
+            .map_err(|e| e.to_string())?
+            .data
+            .unwrap_or_default()
+            .len();
+        if keys == 4 {
+            Ok(())
+        } else {
+            Err(format!("{keys} keys"))
+        }
+    })
+    .await;
+}
