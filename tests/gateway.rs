@@ -140,7 +140,8 @@ async fn ipv6_only_follows_pods_nodes_and_the_service() {
     assert!(addrs.ipv4.is_empty());
     assert_eq!(addrs.all, "2001:db8::a");
 
-    // Only spec.externalIPs (and our annotation) belong to dualmesh.
+    // Only spec.externalIPs, our annotation and Istio's network label
+    // belong to dualmesh.
     let svc = Api::<Service>::namespaced(client.clone(), GW_NS)
         .get(GW)
         .await
@@ -155,7 +156,7 @@ async fn ipv6_only_follows_pods_nodes_and_the_service() {
         .collect();
     assert_eq!(
         ours,
-        vec![r#"{"f:metadata":{"f:annotations":{"f:dualmesh.io/external-ips":{}}},"f:spec":{"f:externalIPs":{}}}"#.to_string()]
+        vec![r#"{"f:metadata":{"f:annotations":{"f:dualmesh.io/external-ips":{}},"f:labels":{"f:topology.istio.io/network":{}}},"f:spec":{"f:externalIPs":{}}}"#.to_string()]
     );
 
     // The Pod is rescheduled to node-b.

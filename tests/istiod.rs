@@ -5,6 +5,10 @@
 //!   mesh root; istiod started on each with those files (as the kubelet
 //!   would mount the Secret) writes `istio-ca-root-cert` into a new
 //!   namespace holding that root, the same in both clusters.
+//! - The judge itself: istiod lists its own cluster in `/debug/clusterz`,
+//!   synced, and reads the `meshNetworks` key dualmesh's builder
+//!   (`desired::mesh_networks`, not yet wired into the reconcile) writes
+//!   into ConfigMap `istio` live: `/debug/networkz` lists both families.
 //! - Gateway addresses: on a plane where dualmesh publishes the gateway
 //!   node's IPv6 address as the Service's externalIPs, istiod's
 //!   `/debug/networkz` lists the gateway of that network at that address.
@@ -123,18 +127,10 @@ async fn istiods_networkz_lists_the_gateway_at_the_address_dualmesh_published() 
     install_dualmesh_crds(&client).await;
     install_istio_crds(&plane).expect("Istio's CRDs");
     create_gateway_service(&client).await;
-    // The network label Istio's gateway carries: istiod takes a Service so
-    // labelled, listening on 15443, as that network's gateway.
+    // No network label on the Service: dualmesh sets it (istiod takes a
+    // Service so labelled, listening on 15443, as that network's gateway).
     let alpha: MeshCluster = example("meshcluster-alpha.yaml");
     let network = alpha.spec.network.clone();
-    Api::<Service>::namespaced(client.clone(), GW_NS)
-        .patch(
-            GW,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"labels": {"topology.istio.io/network": network}}})),
-        )
-        .await
-        .expect("label the gateway Service");
     testplane::kubelet::create_node(&client, "node-a", &[("InternalIP", "2001:db8::a")])
         .await
         .expect("node");
@@ -165,6 +161,24 @@ async fn istiods_networkz_lists_the_gateway_at_the_address_dualmesh_published() 
     )
     .await;
 
+    // Istio's network labels, set by dualmesh: the gateway Service and the
+    // Istio namespace.
+    let label = |labels: Option<BTreeMap<String, String>>| {
+        labels
+            .unwrap_or_default()
+            .get("topology.istio.io/network")
+            .cloned()
+    };
+    let svc = Api::<Service>::namespaced(client.clone(), GW_NS)
+        .get(GW)
+        .await
+        .unwrap();
+    assert_eq!(label(svc.metadata.labels), Some(network.clone()));
+    let ns = Api::<Namespace>::all(client.clone())
+        .get(ISTIO_NS)
+        .await
+        .unwrap();
+    assert_eq!(label(ns.metadata.labels), Some(network.clone()));
     let istiod = Istiod::start(&plane, &alpha.spec.cluster_name, &BTreeMap::new()).expect("istiod");
     let gateways = wait_for("istiod's networkz to list the gateway", WAIT, || async {
         let z = istiod
@@ -190,4 +204,92 @@ async fn istiods_networkz_lists_the_gateway_at_the_address_dualmesh_published() 
     })
     .await;
     assert_eq!(gateways, [(network, "2001:db8::a".to_string(), 15443)]);
+}
+
+/// The (network, address, port) of each gateway `/debug/networkz` lists, sorted.
+fn gateways(networkz: &serde_json::Value) -> Vec<(String, String, u64)> {
+    let mut out: Vec<_> = networkz
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            (
+                g["Network"].as_str().unwrap_or_default().to_string(),
+                g["Addr"].as_str().unwrap_or_default().to_string(),
+                g["Port"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn istiod_lists_its_own_cluster_and_reads_mesh_networks_live() {
+    use dualmesh::desired::mesh_networks::{self, Peer};
+    let plane = ControlPlane::start_named("istiod-judge").await.unwrap();
+    install_istio_crds(&plane).unwrap();
+    let istiod = Istiod::start(&plane, "cluster-judge", &BTreeMap::new()).unwrap();
+    let clusters = wait_for("/debug/clusterz to list cluster-judge", WAIT, || async {
+        let clusters = istiod
+            .debug_json("/debug/clusterz")
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<&str> = clusters
+            .as_array()
+            .ok_or_else(|| format!("not a list: {clusters}"))?
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        if ids == ["cluster-judge"] {
+            Ok(clusters.clone())
+        } else {
+            Err(format!("cluster ids {ids:?} in {clusters}"))
+        }
+    })
+    .await;
+    assert_eq!(clusters[0]["syncStatus"], "synced", "{clusters}");
+
+    // Written after istiod started: it must pick the key up live.
+    let peers = [
+        Peer {
+            cluster_name: "cluster-judge".into(),
+            network: "net-judge".into(),
+            port: 15443,
+            addresses: Some(vec![]),
+        },
+        Peer {
+            cluster_name: "cluster-beta".into(),
+            network: "net-beta".into(),
+            port: 15443,
+            addresses: Some(vec!["2001:db8::2".into(), "192.0.2.2".into()]),
+        },
+    ];
+    let body = mesh_networks::config_map(
+        &mesh_networks::config_map_name(None),
+        ISTIO_NS,
+        &mesh_networks::networks(&peers, &serde_json::Value::Null),
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(plane.client().await.unwrap(), ISTIO_NS);
+    cms.patch(
+        "istio",
+        &PatchParams::apply("dualmesh"),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap();
+    let want = vec![
+        ("net-beta".to_string(), "192.0.2.2".to_string(), 15443),
+        ("net-beta".to_string(), "2001:db8::2".to_string(), 15443),
+    ];
+    wait_for("/debug/networkz to list beta's gateways", WAIT, || async {
+        let networkz = istiod
+            .debug_json("/debug/networkz")
+            .map_err(|e| e.to_string())?;
+        if gateways(&networkz) == want {
+            Ok(())
+        } else {
+            Err(networkz.to_string())
+        }
+    })
+    .await;
 }

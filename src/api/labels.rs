@@ -24,3 +24,8 @@ pub const EXTERNAL_IPS_ANNOTATION: &str = "dualmesh.io/external-ips";
 pub fn managed_by_selector() -> String {
     format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
 }
+
+/// Istio's network label: on the Istio namespace (the network of the
+/// cluster's workloads) and on the gateway Service (that network's
+/// cross-network gateway, port 15443, as istiod reads it).
+pub const NETWORK_LABEL: &str = "topology.istio.io/network";

@@ -72,6 +72,9 @@ pub(super) async fn istio(
         let observed = publish::fetch(client, &here).await?;
         let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
         let mut outcome = publish::apply(client, &here, &plan, &observed).await?;
+        if publish::label_namespace(client, &here.namespace, &mc.spec.network).await? {
+            outcome.writes += 1;
+        }
         match &helm {
             Some(values) => {
                 if publish_helm::publish(client, &owner, &here.namespace, &helm_name, values)
@@ -189,7 +192,7 @@ pub(super) async fn gateway(
         Err(e) => return Job::failed(types::GATEWAY_ADDRESSES_READY, e),
     };
     let key = gateway::key(valid_mc);
-    let plan = gateway_service::plan(&observed, valid_policy);
+    let plan = gateway_service::plan(&observed, valid_policy, &mc.spec.network);
     let service_ref = object_key(&key.namespace, &key.service);
     match gateway::apply(cluster, &key.namespace, &plan).await {
         Ok(Applied::Sent(writes)) => {

@@ -133,6 +133,22 @@ pub async fn apply(
     })
 }
 
+/// Labels the Istio namespace with the cluster's network (only that
+/// label, server-side applied). Returns whether a write was sent. The
+/// namespace exists by then: publishing made it.
+pub async fn label_namespace(
+    client: &Client,
+    namespace: &str,
+    network: &str,
+) -> Result<bool, kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let Some(ns) = namespaces.get_metadata_opt(namespace).await? else {
+        return Ok(false);
+    };
+    let write = crate::desired::network::namespace_label(&ns.metadata, network);
+    ssa::execute(&namespaces, namespace, &write, Some(&ns.metadata)).await
+}
+
 /// Fetches, plans and applies `rendered` at `location` for `owner`.
 pub async fn publish(
     client: &Client,

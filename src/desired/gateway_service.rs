@@ -20,7 +20,7 @@ use super::publish::Write;
 use super::validate::ValidPolicy;
 use crate::api::GatewayAddressesStatus;
 use crate::api::conditions::{self as types, reason};
-use crate::api::labels::EXTERNAL_IPS_ANNOTATION;
+use crate::api::labels::{EXTERNAL_IPS_ANNOTATION, NETWORK_LABEL};
 
 /// A Pod as address selection sees it.
 pub fn gateway_pod(pod: &Pod) -> GatewayPod {
@@ -98,8 +98,10 @@ pub struct ServicePlan {
     pub ours: Vec<String>,
 }
 
-/// Plans the write of `service` (as read) for `selection`.
-pub fn plan_service(service: &Service, selection: &Selection) -> ServicePlan {
+/// Plans the write of `service` (as read) for `selection`: its
+/// externalIPs, and Istio's network label naming `network` (istiod takes a
+/// Service so labelled, listening on 15443, as that network's gateway).
+pub fn plan_service(service: &Service, selection: &Selection, network: &str) -> ServicePlan {
     let previous = split(service.annotations().get(EXTERNAL_IPS_ANNOTATION));
     let ours = if selection.ready_pods == 0 {
         previous.clone()
@@ -114,7 +116,8 @@ pub fn plan_service(service: &Service, selection: &Selection) -> ServicePlan {
     let merged = gateway_addresses::merge_external_ips(&current, &previous, &ours);
     let annotation = ours.join(",");
     let annotated = service.annotations().get(EXTERNAL_IPS_ANNOTATION) == Some(&annotation);
-    let write = if merged != current || !annotated {
+    let labelled = service.labels().get(NETWORK_LABEL).map(String::as_str) == Some(network);
+    let write = if merged != current || !annotated || !labelled {
         Write::Apply(json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -122,6 +125,7 @@ pub fn plan_service(service: &Service, selection: &Selection) -> ServicePlan {
                 "name": service.name_any(),
                 "namespace": service.namespace(),
                 "resourceVersion": service.resource_version(),
+                "labels": {NETWORK_LABEL: network},
                 "annotations": {EXTERNAL_IPS_ANNOTATION: annotation},
             },
             "spec": {"externalIPs": merged},
@@ -156,14 +160,15 @@ pub struct Plan {
     pub service: Option<ServicePlan>,
 }
 
-/// Plans the gateway job over what was observed.
-pub fn plan(observed: &Observed, policy: &ValidPolicy) -> Plan {
+/// Plans the gateway job over what was observed, for the cluster's
+/// `network`.
+pub fn plan(observed: &Observed, policy: &ValidPolicy, network: &str) -> Plan {
     let selection = gateway_addresses::select(&observed.pods, &observed.nodes, policy);
     let verdict = gateway_addresses::verdict(&selection, policy);
     let service = observed
         .service
         .as_ref()
-        .map(|svc| plan_service(svc, &selection));
+        .map(|svc| plan_service(svc, &selection, network));
     Plan {
         selection,
         verdict,
@@ -231,6 +236,10 @@ mod tests {
                 name: Some("istio-ingressgateway".into()),
                 namespace: Some("istio-system".into()),
                 resource_version: Some("7".into()),
+                labels: Some(BTreeMap::from([(
+                    NETWORK_LABEL.to_string(),
+                    "net-a".to_string(),
+                )])),
                 annotations: annotation.map(|a| {
                     BTreeMap::from([(EXTERNAL_IPS_ANNOTATION.to_string(), a.to_string())])
                 }),
@@ -255,7 +264,7 @@ mod tests {
     #[test]
     fn new_addresses_are_applied_before_foreign_ones_with_the_resource_version_read() {
         let svc = service(&["198.51.100.9", "2001:db8::1"], Some("2001:db8::1"));
-        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]));
+        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a");
         assert_eq!(
             plan,
             ServicePlan {
@@ -267,6 +276,7 @@ mod tests {
                         "name": "istio-ingressgateway",
                         "namespace": "istio-system",
                         "resourceVersion": "7",
+                        "labels": {NETWORK_LABEL: "net-a"},
                         "annotations": {EXTERNAL_IPS_ANNOTATION: "2001:db8::2"},
                     },
                     "spec": {"externalIPs": ["2001:db8::2", "198.51.100.9"]},
@@ -280,11 +290,31 @@ mod tests {
     #[test]
     fn an_up_to_date_service_costs_no_write_and_no_ready_pod_keeps_what_is_published() {
         let svc = service(&["2001:db8::1"], Some("2001:db8::1"));
-        let same = plan_service(&svc, &selection(2, &["2001:db8::1"]));
+        let same = plan_service(&svc, &selection(2, &["2001:db8::1"]), "net-a");
         assert_eq!(same.write, Write::Keep);
-        let gap = plan_service(&svc, &selection(0, &[]));
+        let gap = plan_service(&svc, &selection(0, &[]), "net-a");
         assert_eq!(gap.write, Write::Keep);
         assert_eq!(gap.ours, vec!["2001:db8::1".to_string()]);
+    }
+
+    #[test]
+    fn a_service_without_the_network_label_or_with_another_network_is_labelled() {
+        let mut svc = service(&["2001:db8::1"], Some("2001:db8::1"));
+        for labels in [
+            None,
+            Some(BTreeMap::from([(
+                NETWORK_LABEL.to_string(),
+                "net-b".to_string(),
+            )])),
+        ] {
+            svc.metadata.labels = labels;
+            let plan = plan_service(&svc, &selection(1, &["2001:db8::1"]), "net-a");
+            let Write::Apply(body) = plan.write else {
+                panic!("an apply");
+            };
+            assert_eq!(body["metadata"]["labels"], json!({NETWORK_LABEL: "net-a"}));
+            assert_eq!(body["spec"]["externalIPs"], json!(["2001:db8::1"]));
+        }
     }
 
     #[test]
@@ -294,8 +324,8 @@ mod tests {
         let spec: crate::api::DualStackPolicySpec =
             serde_saphyr::from_str("{ipFamilies: [IPv6], ipFamilyPolicy: SingleStack}").unwrap();
         let policy = crate::desired::validate::validate_policy(&spec).unwrap();
-        let mut plan = plan(&Observed::default(), &policy);
-        plan.service = Some(plan_service(&svc, &sel));
+        let mut plan = plan(&Observed::default(), &policy, "net-a");
+        plan.service = Some(plan_service(&svc, &sel, "net-a"));
         plan.selection = sel;
         let message = |reason: &str| {
             report(

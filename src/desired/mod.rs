@@ -11,6 +11,8 @@ pub mod install;
 pub mod istio_operator;
 pub mod keys;
 pub mod kubeconfig;
+pub mod mesh_networks;
+pub mod network;
 pub mod ownership;
 pub mod publish;
 pub mod redact;

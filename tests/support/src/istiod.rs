@@ -71,6 +71,10 @@ pub fn install_istio_crds(plane: &ControlPlane) -> Result<()> {
         .args(["install", "istio-base"])
         .arg(istio_charts()?.join("base"))
         .args(["-n", "istio-system", "--create-namespace", "--wait"])
+        // No default-revision validating webhook: it would point at a
+        // Service no istiod serves here (failurePolicy Fail) and refuse
+        // every Istio object.
+        .args(["--set", "defaultRevision="])
         .output()
         .map_err(io("run helm install istio-base"))?;
     if !out.status.success() {
