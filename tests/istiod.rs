@@ -18,6 +18,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::trust::start_istio_native_mesh;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
@@ -72,26 +73,7 @@ async fn istiod_on_alpha_and_beta_publishes_dualmeshs_mesh_root() {
     let (alpha, beta) = (alpha.expect("alpha"), beta.expect("beta"));
     let a = alpha.client().await.unwrap();
     let b = beta.client().await.unwrap();
-    install_dualmesh_crds(&a).await;
-    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
-    put_secret(
-        &a,
-        NS,
-        "beta-kubeconfig",
-        &[("kubeconfig", &beta_kubeconfig)],
-    )
-    .await;
-    let _operator = start_operator(&alpha, "operator.log", LOG, &[]);
-    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
-    for file in [
-        "istio-native/meshcluster-alpha.yaml",
-        "istio-native/meshcluster-beta.yaml",
-    ] {
-        create_meshcluster(&a, &example::<MeshCluster>(file)).await;
-    }
-    for name in ["alpha", "beta"] {
-        wait_mc(&a, name, "TrustDistributed", "True", "Distributed", WAIT).await;
-    }
+    let _operator = start_istio_native_mesh(&alpha, &beta, LOG).await;
     let root = secret_value(&a, NS, "dualmesh-root-ca-mesh1", "ca-cert.pem")
         .await
         .expect("the mesh root");

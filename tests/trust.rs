@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::trust::start_istio_native_mesh;
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster, RootCaSecretReference, TrustSpec};
 use k8s_openapi::api::core::v1::Secret;
@@ -102,26 +103,7 @@ async fn one_generated_root_gives_alpha_and_beta_intermediates_that_openssl_acce
     let beta = ControlPlane::start_named("trust-beta").await.expect("beta");
     let a = alpha.client().await.unwrap();
     let b = beta.client().await.unwrap();
-    install_dualmesh_crds(&a).await;
-    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
-    put_secret(
-        &a,
-        NS,
-        "beta-kubeconfig",
-        &[("kubeconfig", &beta_kubeconfig)],
-    )
-    .await;
-    let operator = start_operator(&alpha, "operator.log", "debug", &[]);
-    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
-    for file in [
-        "istio-native/meshcluster-alpha.yaml",
-        "istio-native/meshcluster-beta.yaml",
-    ] {
-        create_meshcluster(&a, &example::<MeshCluster>(file)).await;
-    }
-    for name in ["alpha", "beta"] {
-        wait_mc(&a, name, "TrustDistributed", "True", "Distributed", WAIT).await;
-    }
+    let operator = start_istio_native_mesh(&alpha, &beta, "debug").await;
 
     // One root, generated once, in the operator's namespace of alpha.
     let root = secret_value(&a, NS, "dualmesh-root-ca-mesh1", "ca-cert.pem")

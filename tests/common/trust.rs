@@ -2,12 +2,18 @@
 
 use std::time::Duration;
 
-use dualmesh::api::MeshCluster;
+use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::{ISTIO_NS, NS, wait_for, wait_mc};
+use testplane::ControlPlane;
+use testplane::operator::Operator;
+
+use super::{
+    ISTIO_NS, NS, create_meshcluster, create_policy, example, install_dualmesh_crds, put_secret,
+    start_operator, wait_for, wait_mc,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -73,4 +79,37 @@ pub async fn reissue_unreadable_cacerts(management: &Client, target: &Client, mc
         }
     })
     .await;
+}
+
+/// Starts dualmesh in `alpha` (the management cluster) with beta as a
+/// member (its kubeconfig Secret), the ipv6-only policy and the
+/// examples/istio-native MeshClusters, and waits for
+/// `TrustDistributed=True` on both. The operator logs at `log`.
+pub async fn start_istio_native_mesh(
+    alpha: &ControlPlane,
+    beta: &ControlPlane,
+    log: &str,
+) -> Operator {
+    let a = alpha.client().await.unwrap();
+    install_dualmesh_crds(&a).await;
+    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
+    put_secret(
+        &a,
+        NS,
+        "beta-kubeconfig",
+        &[("kubeconfig", &beta_kubeconfig)],
+    )
+    .await;
+    let operator = start_operator(alpha, "operator.log", log, &[]);
+    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
+    for file in [
+        "istio-native/meshcluster-alpha.yaml",
+        "istio-native/meshcluster-beta.yaml",
+    ] {
+        create_meshcluster(&a, &example::<MeshCluster>(file)).await;
+    }
+    for name in ["alpha", "beta"] {
+        wait_mc(&a, name, "TrustDistributed", "True", "Distributed", WAIT).await;
+    }
+    operator
 }
