@@ -134,7 +134,15 @@ pub async fn remove(client: &Client, owner: &Owner, keep: &[(&str, &str)]) -> Re
             .await
         {
             Ok(l) => l,
+            // No Sail CRD here: nothing of that kind can exist.
             Err(e) if ssa::is_not_found(&e) => continue,
+            // Not allowed to list them (a member chart from before Sail's
+            // rules): dualmesh could not have created any with that
+            // identity either; a deletion must not hang on it.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::warn!(meshcluster = %owner.key, kind, "listing Sail objects is forbidden: none removed (the chart's RBAC predates installWith Sail)");
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         for item in list.items {
