@@ -130,7 +130,15 @@ async fn ipv6_only_follows_pods_nodes_and_the_service() {
     create_gateway_service(&client).await;
     wait_ips(&client, &["2001:db8::a"]).await;
     let message = wait_gateway_condition(&client, "True", "AddressesPublished").await;
-    assert_eq!(message, "1 address from 1 node: 2001:db8::a");
+    // Kubernetes 1.36 answers every externalIPs write with a deprecation
+    // warning: the condition passes it on, in dualmesh's words.
+    assert_eq!(
+        message,
+        format!(
+            "1 address from 1 node: 2001:db8::a; {}",
+            dualmesh::desired::gateway_service::DEPRECATION_NOTE
+        )
+    );
     let mc = Api::<MeshCluster>::namespaced(client.clone(), NS)
         .get("alpha")
         .await

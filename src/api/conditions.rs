@@ -16,6 +16,11 @@ pub const SECRETS_SYNCED: &str = "SecretsSynced";
 /// The cluster's `cacerts` holds an intermediate CA of the mesh root
 /// (`spec.trust`; see docs/federation.md).
 pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
+/// The `meshNetworks` key of the cluster's Istio ConfigMap lists every
+/// network of the mesh with the gateway addresses published there
+/// (`spec.ingressGateway.publishAddressesTo`); absent when no MeshCluster
+/// of the mesh publishes there.
+pub const MESH_NETWORKS_PUBLISHED: &str = "MeshNetworksPublished";
 /// The target cluster's ServiceCIDRs and node podCIDRs match the policy's
 /// address plan. Informs only: it never blocks publishing and is not part
 /// of `Ready`.
@@ -72,6 +77,11 @@ pub mod reason {
     pub const ROOT_CA_CONFLICT: &str = "RootCAConflict";
     /// TrustDistributed False: a `cacerts` dualmesh did not write is there.
     pub const CACERTS_NOT_MANAGED: &str = "CacertsNotManaged";
+
+    /// MeshNetworksPublished True: the key lists the mesh's networks.
+    pub const MESH_NETWORKS_WRITTEN: &str = "MeshNetworksWritten";
+    /// MeshNetworksPublished False: Istio's ConfigMap is not there yet.
+    pub const ISTIO_CONFIG_MAP_MISSING: &str = "IstioConfigMapMissing";
 
     /// ClusterMatchesPolicy True: no check of the address plan fails.
     pub const CLUSTER_MATCHES: &str = "ClusterMatches";

@@ -2,6 +2,8 @@
 //! names of their conditions and reasons.
 
 pub mod conditions;
+mod federation;
+mod gateway;
 mod install;
 pub mod labels;
 mod meshcluster;
@@ -9,6 +11,8 @@ mod meshcluster_status;
 mod policy;
 mod trust;
 
+pub use federation::*;
+pub use gateway::*;
 pub use install::*;
 pub use meshcluster::*;
 pub use meshcluster_status::*;

@@ -79,6 +79,9 @@ pub struct Cluster {
     /// The MeshClusters checking this cluster against their policy: woken
     /// when a ServiceCIDR or a node's podCIDRs change.
     checkers: Mutex<HashSet<ObjectRef<MeshCluster>>>,
+    /// The gateway Services (`namespace/name`) whose externalIPs write the
+    /// API server answered with its deprecation warning.
+    deprecated: Mutex<HashSet<String>>,
     this: Weak<Cluster>,
 }
 
@@ -167,8 +170,22 @@ impl Cluster {
             service_cidr_refused: AtomicU16::new(0),
             gateways: Mutex::new(HashMap::new()),
             checkers: Mutex::new(HashSet::new()),
+            deprecated: Mutex::new(HashSet::new()),
             this: this.clone(),
         })
+    }
+
+    /// Records that writing the externalIPs of Service `key` drew the API
+    /// server's deprecation warning; true the first time (log it once).
+    pub fn note_deprecated(&self, key: &str) -> bool {
+        let mut seen = self.deprecated.lock().expect("deprecated lock");
+        seen.insert(key.to_string())
+    }
+
+    /// Whether writing the externalIPs of Service `key` drew the warning.
+    pub fn is_deprecated(&self, key: &str) -> bool {
+        let seen = self.deprecated.lock().expect("deprecated lock");
+        seen.contains(key)
     }
 
     /// The cluster's Node cache (name, podCIDRs and addresses only), started on first use.

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use super::{Error, backoff, cluster, federation, metrics};
+use super::{Error, backoff, cluster, federation, mesh_networks, metrics};
 use crate::api::MeshCluster;
 use crate::desired::selection;
 
@@ -43,6 +43,8 @@ pub struct Context {
     written: Mutex<HashMap<String, (Option<String>, u64)>>,
     /// What `/metrics` serves.
     pub metrics: Arc<metrics::Metrics>,
+    /// The gateway addresses each MeshCluster publishes to meshNetworks.
+    pub mesh_addresses: mesh_networks::Addresses,
 }
 
 impl Context {
@@ -65,6 +67,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             metrics,
+            mesh_addresses: mesh_networks::Addresses::default(),
         }
     }
 

@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
-use kube::Api;
+use kube::api::Patch;
 use kube::runtime::reflector::ObjectRef;
 
 use super::cache::synced;
@@ -15,6 +14,7 @@ use super::cluster::{Cluster, GatewayKey};
 use super::{Error, ssa};
 use crate::api::MeshCluster;
 use crate::desired::gateway_service::{Observed, Plan, gateway_pod, node_addresses};
+use crate::desired::publish::Write;
 use crate::desired::validate::ValidMeshCluster;
 
 pub use crate::api::labels::EXTERNAL_IPS_ANNOTATION;
@@ -39,7 +39,7 @@ pub async fn fetch(
     mc_ref: &ObjectRef<MeshCluster>,
     mc: &ValidMeshCluster<'_>,
 ) -> Result<Option<Observed>, Error> {
-    if !mc.spec.ingress_gateway.manage_external_ips {
+    if !mc.spec.ingress_gateway.follows_addresses() {
         cluster.forget(mc_ref);
         return Ok(None);
     }
@@ -68,8 +68,9 @@ pub async fn fetch(
 
 /// How the apply step ended.
 pub enum Applied {
-    /// Requests sent (0: nothing differed, or no Service to write).
-    Sent(u32),
+    /// Requests sent (0: nothing differed, or no Service to write), and
+    /// whether the API server warned that externalIPs are deprecated.
+    Sent { writes: u32, deprecated: bool },
     /// The API server refused the externalIPs (admission): HTTP code and
     /// the API's reason word.
     Refused { code: u16, reason: String },
@@ -78,11 +79,22 @@ pub enum Applied {
 /// The apply step: writes the Service when the plan says so.
 pub async fn apply(cluster: &Cluster, namespace: &str, plan: &Plan) -> Result<Applied, Error> {
     let Some(service) = &plan.service else {
-        return Ok(Applied::Sent(0));
+        return Ok(Applied::Sent {
+            writes: 0,
+            deprecated: false,
+        });
     };
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), namespace);
-    match ssa::execute(&services, &service.name, &service.write, None).await {
-        Ok(sent) => Ok(Applied::Sent(u32::from(sent))),
+    let Write::Apply(body) = &service.write else {
+        return Ok(Applied::Sent {
+            writes: 0,
+            deprecated: false,
+        });
+    };
+    match apply_with_warnings(&cluster.client, namespace, &service.name, body).await {
+        Ok(warnings) => Ok(Applied::Sent {
+            writes: 1,
+            deprecated: warnings.iter().any(|w| is_external_ips_deprecation(w)),
+        }),
         Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Applied::Refused {
             code: s.code,
             // The API's reason word (Forbidden, Invalid ...), never free text.
@@ -97,4 +109,43 @@ pub async fn apply(cluster: &Cluster, namespace: &str, plan: &Plan) -> Result<Ap
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether a `Warning` header's text is Kubernetes' deprecation of
+/// `spec.externalIPs` (1.36+: "spec.externalIPs is deprecated ...").
+pub fn is_external_ips_deprecation(warning: &str) -> bool {
+    let w = warning.to_ascii_lowercase();
+    w.contains("externalips") && w.contains("deprecated")
+}
+
+/// A server-side apply of the Service (dualmesh's manager, forced, with
+/// the resourceVersion the body carries), returning the `Warning` headers
+/// of the answer, which kube's typed `Api` does not expose.
+async fn apply_with_warnings(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<Vec<String>, kube::Error> {
+    let url = format!("/api/v1/namespaces/{namespace}/services");
+    let request = kube::core::Request::new(url)
+        .patch(name, &ssa::params(), &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    let response = client.send(request.map(kube::client::Body::from)).await?;
+    let warnings = response
+        .headers()
+        .get_all(http::header::WARNING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(crate::desired::check::parse_warning)
+        .collect();
+    let code = response.status();
+    if code.is_success() {
+        return Ok(warnings);
+    }
+    let bytes = response.into_body().collect_bytes().await?;
+    Err(match serde_json::from_slice::<kube::core::Status>(&bytes) {
+        Ok(status) => kube::Error::Api(status.boxed()),
+        Err(e) => kube::Error::SerdeError(e),
+    })
 }

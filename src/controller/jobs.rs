@@ -36,7 +36,7 @@ pub(super) struct Job<P> {
 }
 
 impl<P> Job<P> {
-    fn done(found: Found, part: P) -> Self {
+    pub(super) fn done(found: Found, part: P) -> Self {
         Job {
             found: vec![found],
             part: Some(part),
@@ -44,7 +44,7 @@ impl<P> Job<P> {
         }
     }
 
-    fn failed(condition: &'static str, e: Error) -> Self {
+    pub(super) fn failed(condition: &'static str, e: Error) -> Self {
         Job {
             found: vec![Found::fail(condition, reason::APPLY_FAILED, e.describe())],
             part: None,
@@ -179,40 +179,65 @@ pub(super) async fn sail(
 }
 
 /// Fetches the gateway from the caches, plans and applies its Service.
+/// Also gives the addresses meshNetworks should list for this cluster
+/// (None: not known this pass; the key keeps what it holds).
 pub(super) async fn gateway(
     mc: &MeshCluster,
     cluster: &Cluster,
     valid_mc: &ValidMeshCluster<'_>,
     valid_policy: &ValidPolicy,
-) -> Job<Option<crate::api::GatewayAddressesStatus>> {
+) -> (
+    Job<Option<crate::api::GatewayAddressesStatus>>,
+    Option<Vec<String>>,
+) {
     let mc_ref = ObjectRef::from_obj(mc);
     let observed = match gateway::fetch(cluster, &mc_ref, valid_mc).await {
         Ok(Some(o)) => o,
-        Ok(None) => return Job::done(gateway_service::not_managed(), None),
-        Err(e) => return Job::failed(types::GATEWAY_ADDRESSES_READY, e),
+        Ok(None) => return (Job::done(gateway_service::not_managed(), None), None),
+        Err(e) => return (Job::failed(types::GATEWAY_ADDRESSES_READY, e), None),
     };
     let key = gateway::key(valid_mc);
-    let plan = gateway_service::plan(&observed, valid_policy, &mc.spec.network);
+    let external = mc.spec.ingress_gateway.writes_external_ips();
+    let plan = gateway_service::plan(&observed, valid_policy, &mc.spec.network, external);
+    let own = plan.mesh_networks_addresses();
     let service_ref = object_key(&key.namespace, &key.service);
-    match gateway::apply(cluster, &key.namespace, &plan).await {
-        Ok(Applied::Sent(writes)) => {
-            let (found, addresses) = gateway_service::report(&plan, &service_ref, None);
-            if writes > 0 {
-                tracing::info!(meshcluster = %meshcluster_key(mc), addresses = %addresses.all, "updated gateway externalIPs");
+    let deprecation_key = object_key(&key.namespace, &key.service);
+    let job = match gateway::apply(cluster, &key.namespace, &plan).await {
+        Ok(Applied::Sent { writes, deprecated }) => {
+            if deprecated && cluster.note_deprecated(&deprecation_key) {
+                // Once per Service and process: the condition says it after.
+                tracing::warn!(meshcluster = %meshcluster_key(mc), service = %service_ref, "{}", gateway_service::DEPRECATION_NOTE);
             }
-            Job::done(found, Some(addresses))
+            let (found, addresses) = gateway_service::report(
+                &plan,
+                &service_ref,
+                None,
+                cluster.is_deprecated(&deprecation_key),
+            );
+            if writes > 0 {
+                let all = addresses.as_ref().map(|a| a.all.as_str()).unwrap_or("");
+                tracing::info!(meshcluster = %meshcluster_key(mc), addresses = %all, "updated gateway externalIPs");
+            }
+            let mut job = Job::done(found, addresses);
+            if !external && own.is_none() {
+                // No ready gateway Pod: meshNetworks keeps the addresses it
+                // lists, and so does the status.
+                job.part = None;
+            }
+            job
         }
         Ok(Applied::Refused { code, reason }) => {
             let (found, addresses) =
-                gateway_service::report(&plan, &service_ref, Some((code, &reason)));
+                gateway_service::report(&plan, &service_ref, Some((code, &reason)), false);
             Job {
                 found: vec![found],
-                part: Some(Some(addresses)),
+                part: Some(addresses),
                 error: Some(Error::ExternalIpsRefused { code }),
             }
         }
         Err(e) => Job::failed(types::GATEWAY_ADDRESSES_READY, e),
-    }
+    };
+    (job, own)
 }
 
 /// Copies the trust Secrets into the target.

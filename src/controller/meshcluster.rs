@@ -27,7 +27,7 @@ use super::cluster::Cluster;
 use super::context::requeue_after_error;
 use super::metrics::{self, MeshClusterFigures};
 use super::publish::{self, Location, Owner};
-use super::{Context, Error, FINALIZER, RESYNC, federation, jobs, status};
+use super::{Context, Error, FINALIZER, RESYNC, federation, jobs, mesh_networks, status};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus};
 use crate::desired::conditions::Found;
@@ -250,7 +250,11 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
     let jobs = async {
         tokio::join!(
             jobs::istio(mc, &cluster, &valid_mc, &valid_policy),
-            jobs::gateway(mc, &cluster, &valid_mc, &valid_policy),
+            async {
+                let (gateway, own) = jobs::gateway(mc, &cluster, &valid_mc, &valid_policy).await;
+                let networks = mesh_networks::job(ctx, &cluster, mc, own).await;
+                (gateway, networks)
+            },
             jobs::secrets(ctx, &cluster.client, mc),
             jobs::trust(ctx, &cluster.client, mc),
             jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
@@ -259,7 +263,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
     };
     let mut requeue = requeue;
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
-        Ok((istio, gateway, secrets, trust, check, sail)) => {
+        Ok((istio, (gateway, networks), secrets, trust, check, sail)) => {
             // What each job found, in a fixed order.
             for job in [istio.found, gateway.found, secrets.found, trust.found] {
                 out.found.extend(job);
@@ -284,6 +288,13 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
                     }
                 }
                 None => out.parts.dropped.push(types::SAIL_READY),
+            }
+            match networks {
+                Some(networks) => {
+                    out.found.extend(networks.found);
+                    out.errors.extend(networks.error);
+                }
+                None => out.parts.dropped.push(types::MESH_NETWORKS_PUBLISHED),
             }
         }
         Err(_) => {
@@ -377,6 +388,7 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     if sail > 0 {
         tracing::info!(meshcluster = %key, deleted = sail, "removed Sail objects");
     }
+    mesh_networks::cleanup(ctx, &target, mc).await?;
     let removed = federation::remove_copies(&target, mc).await?;
     if removed > 0 {
         tracing::info!(meshcluster = %key, removed, "removed synced Secrets (deleteOnRemoval)");

@@ -20,6 +20,7 @@ pub mod fence;
 pub mod gateway;
 pub mod jobs;
 pub mod leader;
+pub mod mesh_networks;
 pub mod meshcluster;
 pub mod metrics;
 pub mod policy;

@@ -99,11 +99,21 @@ pub struct ServicePlan {
 }
 
 /// Plans the write of `service` (as read) for `selection`: its
-/// externalIPs, and Istio's network label naming `network` (istiod takes a
-/// Service so labelled, listening on 15443, as that network's gateway).
-pub fn plan_service(service: &Service, selection: &Selection, network: &str) -> ServicePlan {
+/// externalIPs when `external` (publishAddressesTo writes them), and
+/// Istio's network label naming `network` (istiod takes a Service so
+/// labelled, listening on 15443, as that network's gateway). Without
+/// `external`, dualmesh's share of the externalIPs (and its annotation) is
+/// dropped: addresses other managers set stay.
+pub fn plan_service(
+    service: &Service,
+    selection: &Selection,
+    network: &str,
+    external: bool,
+) -> ServicePlan {
     let previous = split(service.annotations().get(EXTERNAL_IPS_ANNOTATION));
-    let ours = if selection.ready_pods == 0 {
+    let ours = if !external {
+        Vec::new()
+    } else if selection.ready_pods == 0 {
         previous.clone()
     } else {
         selection.external_ips.clone()
@@ -115,10 +125,15 @@ pub fn plan_service(service: &Service, selection: &Selection, network: &str) -> 
         .unwrap_or_default();
     let merged = gateway_addresses::merge_external_ips(&current, &previous, &ours);
     let annotation = ours.join(",");
-    let annotated = service.annotations().get(EXTERNAL_IPS_ANNOTATION) == Some(&annotation);
+    let held = service.annotations().get(EXTERNAL_IPS_ANNOTATION);
+    let annotated = if external {
+        held == Some(&annotation)
+    } else {
+        held.is_none()
+    };
     let labelled = service.labels().get(NETWORK_LABEL).map(String::as_str) == Some(network);
     let write = if merged != current || !annotated || !labelled {
-        Write::Apply(json!({
+        let mut body = json!({
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {
@@ -126,10 +141,17 @@ pub fn plan_service(service: &Service, selection: &Selection, network: &str) -> 
                 "namespace": service.namespace(),
                 "resourceVersion": service.resource_version(),
                 "labels": {NETWORK_LABEL: network},
-                "annotations": {EXTERNAL_IPS_ANNOTATION: annotation},
             },
-            "spec": {"externalIPs": merged},
-        }))
+        });
+        if external {
+            body["metadata"]["annotations"] = json!({EXTERNAL_IPS_ANNOTATION: annotation});
+        }
+        // Not writing externalIPs: leaving them out releases them (and so
+        // removes what only dualmesh held), unless others' remain.
+        if external || !merged.is_empty() {
+            body["spec"] = json!({"externalIPs": merged});
+        }
+        Write::Apply(body)
     } else {
         Write::Keep
     };
@@ -158,21 +180,34 @@ pub struct Plan {
     pub verdict: gateway_addresses::Verdict,
     /// None: the Service is missing, nothing to write.
     pub service: Option<ServicePlan>,
+    /// Whether the addresses go into the Service's externalIPs.
+    pub external: bool,
+}
+
+impl Plan {
+    /// The addresses to publish in `meshNetworks`; None while no gateway
+    /// Pod is ready (what is published stays: a rollout gap must not blank
+    /// a working gateway).
+    pub fn mesh_networks_addresses(&self) -> Option<Vec<String>> {
+        (self.selection.ready_pods > 0).then(|| self.selection.external_ips.clone())
+    }
 }
 
 /// Plans the gateway job over what was observed, for the cluster's
-/// `network`.
-pub fn plan(observed: &Observed, policy: &ValidPolicy, network: &str) -> Plan {
+/// `network`; `external`: whether the Service's externalIPs carry the
+/// addresses (`spec.ingressGateway.publishAddressesTo`).
+pub fn plan(observed: &Observed, policy: &ValidPolicy, network: &str, external: bool) -> Plan {
     let selection = gateway_addresses::select(&observed.pods, &observed.nodes, policy);
     let verdict = gateway_addresses::verdict(&selection, policy);
     let service = observed
         .service
         .as_ref()
-        .map(|svc| plan_service(svc, &selection, network));
+        .map(|svc| plan_service(svc, &selection, network, external));
     Plan {
         selection,
         verdict,
         service,
+        external,
     }
 }
 
@@ -181,47 +216,66 @@ pub fn not_managed() -> Found {
     Found::ok(
         types::GATEWAY_ADDRESSES_READY,
         reason::NOT_MANAGED,
-        "spec.ingressGateway.manageExternalIPs is false: externalIPs are left as they are",
+        "spec.ingressGateway.manageExternalIPs is false and publishAddressesTo is ExternalIPs: addresses are left as they are",
     )
 }
 
-/// The gateway job's condition and status addresses, from its plan and,
-/// when the API server refused the write, its HTTP code and reason word.
+/// What the condition adds once the API server warned that
+/// `spec.externalIPs` is deprecated (dualmesh's words, not the server's).
+pub const DEPRECATION_NOTE: &str = "the API server warns that spec.externalIPs is deprecated (Kubernetes 1.36+): spec.ingressGateway.publishAddressesTo MeshNetworks publishes the addresses without it";
+
+/// The gateway job's condition and status addresses (None: the status
+/// keeps what it said), from its plan; `refused`: the API server's HTTP
+/// code and reason word when it refused the write; `deprecated`: it warned
+/// that externalIPs are deprecated.
 pub fn report(
     plan: &Plan,
     service_ref: &str,
     refused: Option<(u16, &str)>,
-) -> (Found, GatewayAddressesStatus) {
+    deprecated: bool,
+) -> (Found, Option<GatewayAddressesStatus>) {
     let wanted = status_from(&plan.selection.external_ips);
-    let Some(service) = &plan.service else {
-        let found = Found::fail(
-            types::GATEWAY_ADDRESSES_READY,
-            reason::SERVICE_MISSING,
-            format!(
-                "Service {service_ref} not found; it appears when Istio installs the gateway (spec.ingressGateway.name)"
-            ),
-        );
-        return (found, wanted);
+    let service = match &plan.service {
+        Some(service) => Some(service),
+        None if plan.external => {
+            let found = Found::fail(
+                types::GATEWAY_ADDRESSES_READY,
+                reason::SERVICE_MISSING,
+                format!(
+                    "Service {service_ref} not found; it appears when Istio installs the gateway (spec.ingressGateway.name)"
+                ),
+            );
+            return (found, Some(wanted));
+        }
+        None => None,
     };
-    if let Some((code, why)) = refused {
+    if let (Some((code, why)), Some(service)) = (refused, service) {
         let found = Found::fail(
             types::GATEWAY_ADDRESSES_READY,
             reason::EXTERNAL_IPS_DENIED,
             format!(
-                "externalIPs [{}] on Service {service_ref} refused: {}; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false",
+                "externalIPs [{}] on Service {service_ref} refused: {}; where externalIPs are denied, set spec.ingressGateway.publishAddressesTo to MeshNetworks",
                 service.external_ips.join(", "),
                 super::redact::api_error(code, why),
             ),
         );
-        return (found, wanted);
+        return (found, Some(wanted));
     }
     let v = &plan.verdict;
+    let mut message = v.message.clone();
+    if plan.external && deprecated {
+        message = format!("{message}; {DEPRECATION_NOTE}");
+    }
     let found = if v.ready {
-        Found::ok(types::GATEWAY_ADDRESSES_READY, v.reason, v.message.clone())
+        Found::ok(types::GATEWAY_ADDRESSES_READY, v.reason, message)
     } else {
-        Found::fail(types::GATEWAY_ADDRESSES_READY, v.reason, v.message.clone())
+        Found::fail(types::GATEWAY_ADDRESSES_READY, v.reason, message)
     };
-    (found, status_from(&service.ours))
+    let status = match service {
+        Some(service) if plan.external => Some(status_from(&service.ours)),
+        _ => plan.mesh_networks_addresses().map(|a| status_from(&a)),
+    };
+    (found, status)
 }
 
 #[cfg(test)]
@@ -264,7 +318,7 @@ mod tests {
     #[test]
     fn new_addresses_are_applied_before_foreign_ones_with_the_resource_version_read() {
         let svc = service(&["198.51.100.9", "2001:db8::1"], Some("2001:db8::1"));
-        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a");
+        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a", true);
         assert_eq!(
             plan,
             ServicePlan {
@@ -290,9 +344,9 @@ mod tests {
     #[test]
     fn an_up_to_date_service_costs_no_write_and_no_ready_pod_keeps_what_is_published() {
         let svc = service(&["2001:db8::1"], Some("2001:db8::1"));
-        let same = plan_service(&svc, &selection(2, &["2001:db8::1"]), "net-a");
+        let same = plan_service(&svc, &selection(2, &["2001:db8::1"]), "net-a", true);
         assert_eq!(same.write, Write::Keep);
-        let gap = plan_service(&svc, &selection(0, &[]), "net-a");
+        let gap = plan_service(&svc, &selection(0, &[]), "net-a", true);
         assert_eq!(gap.write, Write::Keep);
         assert_eq!(gap.ours, vec!["2001:db8::1".to_string()]);
     }
@@ -308,7 +362,7 @@ mod tests {
             )])),
         ] {
             svc.metadata.labels = labels;
-            let plan = plan_service(&svc, &selection(1, &["2001:db8::1"]), "net-a");
+            let plan = plan_service(&svc, &selection(1, &["2001:db8::1"]), "net-a", true);
             let Write::Apply(body) = plan.write else {
                 panic!("an apply");
             };
@@ -324,27 +378,105 @@ mod tests {
         let spec: crate::api::DualStackPolicySpec =
             serde_saphyr::from_str("{ipFamilies: [IPv6], ipFamilyPolicy: SingleStack}").unwrap();
         let policy = crate::desired::validate::validate_policy(&spec).unwrap();
-        let mut plan = plan(&Observed::default(), &policy, "net-a");
-        plan.service = Some(plan_service(&svc, &sel, "net-a"));
+        let mut plan = plan(&Observed::default(), &policy, "net-a", true);
+        plan.service = Some(plan_service(&svc, &sel, "net-a", true));
         plan.selection = sel;
         let message = |reason: &str| {
             report(
                 &plan,
                 "istio-system/istio-ingressgateway",
                 Some((403, reason)),
+                false,
             )
             .0
             .message
         };
         assert_eq!(
             message("Forbidden"),
-            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403 Forbidden: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false"
+            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403 Forbidden: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.publishAddressesTo to MeshNetworks"
         );
         // A reason the member's admission chose is not repeated.
         assert_eq!(
             message("<script>ask for the token</script>"),
-            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.manageExternalIPs to false"
+            "externalIPs [2001:db8::2] on Service istio-system/istio-ingressgateway refused: the API server answered 403: the request was refused by authorization or admission; where externalIPs are denied, set spec.ingressGateway.publishAddressesTo to MeshNetworks"
         );
+    }
+
+    #[test]
+    fn without_external_ips_dualmesh_drops_its_share_and_annotation_and_keeps_others() {
+        // Only dualmesh's address: externalIPs and the annotation are left
+        // out of the apply, which releases (removes) them.
+        let svc = service(&["2001:db8::1"], Some("2001:db8::1"));
+        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a", false);
+        assert_eq!(
+            plan.write,
+            Write::Apply(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "istio-ingressgateway",
+                    "namespace": "istio-system",
+                    "resourceVersion": "7",
+                    "labels": {NETWORK_LABEL: "net-a"},
+                },
+            }))
+        );
+        assert!(plan.ours.is_empty());
+        // Someone else's address stays.
+        let svc = service(&["2001:db8::1", "198.51.100.9"], Some("2001:db8::1"));
+        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a", false);
+        let Write::Apply(body) = plan.write else {
+            panic!("an apply");
+        };
+        assert_eq!(body["spec"]["externalIPs"], json!(["198.51.100.9"]));
+        assert_eq!(body["metadata"].get("annotations"), None);
+        // Released already: no write.
+        let svc = service(&[], None);
+        let plan = plan_service(&svc, &selection(1, &["2001:db8::2"]), "net-a", false);
+        assert_eq!(plan.write, Write::Keep);
+    }
+
+    fn ipv6_policy() -> ValidPolicy {
+        let spec: crate::api::DualStackPolicySpec =
+            serde_saphyr::from_str("{ipFamilies: [IPv6], ipFamilyPolicy: SingleStack}").unwrap();
+        crate::desired::validate::validate_policy(&spec).unwrap()
+    }
+
+    #[test]
+    fn mesh_networks_only_needs_no_service_and_a_rollout_gap_keeps_the_status() {
+        let policy = ipv6_policy();
+        let mut plan = plan(&Observed::default(), &policy, "net-a", false);
+        assert_eq!(plan.mesh_networks_addresses(), None);
+        let (found, status) = report(&plan, "istio-system/gw", None, true);
+        assert_eq!(found.reason, reason::NO_GATEWAY_PODS);
+        assert_eq!(status, None);
+        plan.selection = selection(1, &["2001:db8::2"]);
+        plan.verdict = gateway_addresses::verdict(&plan.selection, &policy);
+        assert_eq!(
+            plan.mesh_networks_addresses(),
+            Some(vec!["2001:db8::2".to_string()])
+        );
+        let (found, status) = report(&plan, "istio-system/gw", None, true);
+        // Not writing externalIPs: their deprecation is not mentioned.
+        assert_eq!(found.message, plan.verdict.message);
+        assert_eq!(status.unwrap().ipv6, vec!["2001:db8::2".to_string()]);
+    }
+
+    #[test]
+    fn a_deprecation_warning_is_told_in_dualmesh_words_while_externalips_are_written() {
+        let policy = ipv6_policy();
+        let svc = service(&["2001:db8::2"], Some("2001:db8::2"));
+        let mut plan = plan(&Observed::default(), &policy, "net-a", true);
+        plan.selection = selection(1, &["2001:db8::2"]);
+        plan.verdict = gateway_addresses::verdict(&plan.selection, &policy);
+        plan.service = Some(plan_service(&svc, &plan.selection, "net-a", true));
+        let (found, _) = report(&plan, "istio-system/gw", None, true);
+        assert_eq!(
+            found.message,
+            format!("{}; {DEPRECATION_NOTE}", plan.verdict.message)
+        );
+        let (found, _) = report(&plan, "istio-system/gw", None, false);
+        assert_eq!(found.message, plan.verdict.message);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Tests of the MeshCluster types' serde behaviour.
+//! Tests of the gateway spec's serde behaviour.
 
 use super::*;
+use crate::api::MeshCluster;
 
 fn gateway(yaml: &str) -> Result<IngressGatewaySpec, serde_saphyr::Error> {
     serde_saphyr::from_str(yaml)
