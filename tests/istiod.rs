@@ -5,10 +5,12 @@
 //!   mesh root; istiod started on each with those files (as the kubelet
 //!   would mount the Secret) writes `istio-ca-root-cert` into a new
 //!   namespace holding that root, the same in both clusters.
-//! - The judge itself: istiod lists its own cluster in `/debug/clusterz`,
-//!   synced, and reads the `meshNetworks` key dualmesh's builder
-//!   (`desired::mesh_networks`, not yet wired into the reconcile) writes
-//!   into ConfigMap `istio` live: `/debug/networkz` lists both families.
+//! - meshNetworks: with `publishAddressesTo: MeshNetworks` dualmesh writes
+//!   the key of Istio's ConfigMap in both clusters (no externalIPs); alpha's
+//!   istiod, started after, lists both gateways in `/debug/networkz`, and
+//!   follows beta's when it moves (read live); back on externalIPs, the key
+//!   is released and istiod finds the gateway on its Service again;
+//!   `/debug/clusterz` lists its own cluster, synced.
 //! - Gateway addresses: on a plane where dualmesh publishes the gateway
 //!   node's IPv6 address as the Service's externalIPs, istiod's
 //!   `/debug/networkz` lists the gateway of that network at that address.
@@ -166,18 +168,7 @@ async fn istiods_networkz_lists_the_gateway_at_the_address_dualmesh_published() 
         let z = istiod
             .debug_json("/debug/networkz")
             .map_err(|e| e.to_string())?;
-        let found: Vec<(String, String, u64)> = z
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|g| {
-                (
-                    g["Network"].as_str().unwrap_or_default().to_string(),
-                    g["Addr"].as_str().unwrap_or_default().to_string(),
-                    g["Port"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let found = gateways(&z);
         if found.is_empty() {
             Err(format!("networkz {z}"))
         } else {
@@ -206,64 +197,27 @@ fn gateways(networkz: &serde_json::Value) -> Vec<(String, String, u64)> {
     out
 }
 
-#[tokio::test]
-async fn istiod_lists_its_own_cluster_and_reads_mesh_networks_live() {
-    use dualmesh::desired::mesh_networks::{self, Peer};
-    let plane = ControlPlane::start_named("istiod-judge").await.unwrap();
-    install_istio_crds(&plane).unwrap();
-    let istiod = Istiod::start(&plane, "cluster-judge", &BTreeMap::new()).unwrap();
-    let clusters = wait_for("/debug/clusterz to list cluster-judge", WAIT, || async {
-        let clusters = istiod
-            .debug_json("/debug/clusterz")
-            .map_err(|e| e.to_string())?;
-        let ids: Vec<&str> = clusters
-            .as_array()
-            .ok_or_else(|| format!("not a list: {clusters}"))?
-            .iter()
-            .filter_map(|c| c["id"].as_str())
-            .collect();
-        if ids == ["cluster-judge"] {
-            Ok(clusters.clone())
-        } else {
-            Err(format!("cluster ids {ids:?} in {clusters}"))
-        }
-    })
-    .await;
-    assert_eq!(clusters[0]["syncStatus"], "synced", "{clusters}");
-
-    // Written after istiod started: it must pick the key up live.
-    let peers = [
-        Peer {
-            cluster_name: "cluster-judge".into(),
-            network: "net-judge".into(),
-            port: 15443,
-            addresses: Some(vec![]),
-        },
-        Peer {
-            cluster_name: "cluster-beta".into(),
-            network: "net-beta".into(),
-            port: 15443,
-            addresses: Some(vec!["2001:db8::2".into(), "192.0.2.2".into()]),
-        },
-    ];
-    let body = mesh_networks::config_map(
-        &mesh_networks::config_map_name(None),
-        ISTIO_NS,
-        &mesh_networks::networks(&peers, &serde_json::Value::Null),
-    );
-    let cms: Api<ConfigMap> = Api::namespaced(plane.client().await.unwrap(), ISTIO_NS);
-    cms.patch(
-        "istio",
-        &PatchParams::apply("dualmesh"),
-        &Patch::Apply(&body),
-    )
-    .await
+/// Istio's ConfigMap `istio` as its istiod chart writes it (another field
+/// manager than dualmesh's), with the key holding no network yet.
+async fn install_istio_config_map(client: &Client) {
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "istio", "namespace": ISTIO_NS},
+        "data": {"mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n", "meshNetworks": "networks: {}"},
+    }))
     .unwrap();
-    let want = vec![
-        ("net-beta".to_string(), "192.0.2.2".to_string(), 15443),
-        ("net-beta".to_string(), "2001:db8::2".to_string(), 15443),
-    ];
-    wait_for("/debug/networkz to list beta's gateways", WAIT, || async {
+    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("Istio's ConfigMap");
+}
+
+/// Waits until istiod's `/debug/networkz` lists exactly `want`.
+async fn wait_networkz(istiod: &Istiod, what: &str, want: &[(&str, &str, u64)]) {
+    let want: Vec<(String, String, u64)> = want
+        .iter()
+        .map(|(n, a, p)| (n.to_string(), a.to_string(), *p))
+        .collect();
+    wait_for(what, WAIT, || async {
         let networkz = istiod
             .debug_json("/debug/networkz")
             .map_err(|e| e.to_string())?;
@@ -274,4 +228,187 @@ async fn istiod_lists_its_own_cluster_and_reads_mesh_networks_live() {
         }
     })
     .await;
+}
+
+/// The mesh forms from the two resources alone, without the deprecated
+/// externalIPs: alpha and beta (examples/istio-native) publish their
+/// gateways to meshNetworks, dualmesh writes that key into Istio's
+/// ConfigMap of both clusters, and alpha's istiod lists its own gateway and
+/// beta's at their nodes' IPv6 addresses and the tls nodePort. When beta's
+/// gateway moves to another node, alpha's istiod follows. The gateway Pods
+/// are written as a kubelet would (this test needs exact states, not
+/// scheduling: tests/gateway.rs moves real Deployments).
+#[tokio::test]
+async fn alphas_istiod_finds_betas_gateway_through_mesh_networks_without_external_ips() {
+    let (alpha, beta) = tokio::join!(
+        ControlPlane::start_named("meshnet-alpha"),
+        ControlPlane::start_named("meshnet-beta")
+    );
+    let (alpha, beta) = (alpha.expect("alpha"), beta.expect("beta"));
+    let a = alpha.client().await.unwrap();
+    let b = beta.client().await.unwrap();
+    for (client, node, v6) in [
+        (&a, "node-a1", "2001:db8:a::1"),
+        (&b, "node-b1", "2001:db8:b::1"),
+    ] {
+        create_gateway_service(client).await;
+        testplane::kubelet::create_node(
+            client,
+            node,
+            &[("InternalIP", v6), ("InternalIP", "10.0.0.1")],
+        )
+        .await
+        .expect("node");
+        testplane::kubelet::create_running_pod(
+            client,
+            GW_NS,
+            "gw-0",
+            &gateway_labels(),
+            node,
+            &["fd00:10:244::5"],
+        )
+        .await
+        .expect("gateway Pod");
+    }
+    let _operator = start_istio_native_mesh(&alpha, &beta, LOG).await;
+    // Istio is not installed yet: dualmesh never creates Istio's ConfigMap.
+    let (_, message) = wait_mc(
+        &a,
+        "beta",
+        "MeshNetworksPublished",
+        "False",
+        "IstioConfigMapMissing",
+        WAIT,
+    )
+    .await;
+    assert!(
+        message.starts_with("ConfigMap istio-system/istio not found"),
+        "{message}"
+    );
+    for client in [&a, &b] {
+        install_istio_config_map(client).await;
+    }
+    for name in ["alpha", "beta"] {
+        let (_, message) = wait_mc(
+            &a,
+            name,
+            "MeshNetworksPublished",
+            "True",
+            "MeshNetworksWritten",
+            WAIT,
+        )
+        .await;
+        assert_eq!(
+            message,
+            "ConfigMap istio-system/istio key meshNetworks lists 2 networks (cluster-alpha-network, cluster-beta-network) with 2 gateway addresses",
+            "{name}"
+        );
+        wait_mc(
+            &a,
+            name,
+            "GatewayAddressesReady",
+            "True",
+            "AddressesPublished",
+            WAIT,
+        )
+        .await;
+    }
+
+    // No externalIPs anywhere; the rest of Istio's ConfigMap is untouched.
+    for client in [&a, &b] {
+        let svc = Api::<Service>::namespaced(client.clone(), GW_NS)
+            .get(GW)
+            .await
+            .unwrap();
+        let ips = svc.spec.and_then(|s| s.external_ips).unwrap_or_default();
+        assert!(ips.is_empty(), "externalIPs {ips:?}");
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
+            .get("istio")
+            .await
+            .unwrap();
+        assert!(cm.data.unwrap_or_default()["mesh"].contains("discoveryAddress"));
+    }
+
+    install_istio_crds(&alpha).expect("Istio's CRDs");
+    let istiod = Istiod::start(&alpha, "cluster-alpha", &BTreeMap::new()).expect("istiod");
+    wait_networkz(
+        &istiod,
+        "alpha's istiod to list both gateways",
+        &[
+            ("cluster-alpha-network", "2001:db8:a::1", 32443),
+            ("cluster-beta-network", "2001:db8:b::1", 32443),
+        ],
+    )
+    .await;
+
+    // beta's gateway moves: a new Pod on another node, the old one gone.
+    testplane::kubelet::create_node(&b, "node-b2", &[("InternalIP", "2001:db8:b::2")])
+        .await
+        .expect("node");
+    testplane::kubelet::create_running_pod(
+        &b,
+        GW_NS,
+        "gw-1",
+        &gateway_labels(),
+        "node-b2",
+        &["fd00:10:244::6"],
+    )
+    .await
+    .expect("gateway Pod");
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(b.clone(), GW_NS)
+        .delete("gw-0", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    wait_networkz(
+        &istiod,
+        "alpha's istiod to follow beta's gateway to node-b2",
+        &[
+            ("cluster-alpha-network", "2001:db8:a::1", 32443),
+            ("cluster-beta-network", "2001:db8:b::2", 32443),
+        ],
+    )
+    .await;
+
+    // Back to externalIPs: dualmesh releases the key (the condition goes)
+    // and istiod finds alpha's gateway on its Service again.
+    for name in ["alpha", "beta"] {
+        Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"ingressGateway": {"publishAddressesTo": "ExternalIPs"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    for (name, client) in [("alpha", &a), ("beta", &b)] {
+        wait_for(&format!("{name}'s meshNetworks released"), WAIT, || async {
+            let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cm = Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
+                .get("istio")
+                .await
+                .map_err(|e| e.to_string())?;
+            let held = cm.data.unwrap_or_default().contains_key("meshNetworks");
+            match condition(&mc, "MeshNetworksPublished") {
+                None if !held => Ok(()),
+                c => Err(format!("condition {c:?}, key held: {held}")),
+            }
+        })
+        .await;
+    }
+    wait_networkz(
+        &istiod,
+        "alpha's istiod to find alpha's gateway on its Service",
+        &[("cluster-alpha-network", "2001:db8:a::1", 15443)],
+    )
+    .await;
+
+    let clusters = istiod.debug_json("/debug/clusterz").expect("clusterz");
+    assert_eq!(clusters[0]["id"], "cluster-alpha", "{clusters}");
+    assert_eq!(clusters[0]["syncStatus"], "synced", "{clusters}");
 }

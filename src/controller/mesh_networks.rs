@@ -89,13 +89,15 @@ fn had_condition(mc: &MeshCluster) -> bool {
 }
 
 /// The job. None when no MeshCluster of the mesh publishes to meshNetworks
-/// (the key dualmesh wrote before, if any, is released).
+/// (the key dualmesh wrote before, if any, is released). The part is true
+/// while Istio's ConfigMap is missing: dualmesh does not watch Istio's
+/// ConfigMap, so it looks again soon.
 pub(super) async fn job(
     ctx: &Context,
     cluster: &Cluster,
     mc: &MeshCluster,
     own: Option<Vec<String>>,
-) -> Option<Job<()>> {
+) -> Option<Job<bool>> {
     let all = mesh_of(ctx, mc);
     let mesh = plan::same_mesh(mc, &all);
     let publishes = mc.spec.ingress_gateway.publish_addresses_to.mesh_networks();
@@ -140,7 +142,10 @@ pub(super) async fn job(
         Ok::<_, kube::Error>(planned)
     };
     Some(match result.await {
-        Ok(planned) => Job::done(plan::report(&object_key(&namespace, &name), &planned), ()),
+        Ok(planned) => Job::done(
+            plan::report(&object_key(&namespace, &name), &planned),
+            planned == Plan::Missing,
+        ),
         Err(e) => Job::failed(types::MESH_NETWORKS_PUBLISHED, e.into()),
     })
 }

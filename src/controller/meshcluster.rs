@@ -175,6 +175,9 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
 /// How soon to look at Sail's status again while it has still to act
 /// (Sail's objects are not watched).
 const SAIL_POLL: Duration = Duration::from_secs(5);
+/// How often a reconcile looks for Istio's ConfigMap while it is missing
+/// (`MeshNetworksPublished=False IstioConfigMapMissing`).
+const ISTIO_CONFIG_MAP_POLL: Duration = Duration::from_secs(10);
 
 /// Validate, fetch, build, apply; what happened goes into `out`. Returns
 /// when to look again.
@@ -293,6 +296,9 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
                 Some(networks) => {
                     out.found.extend(networks.found);
                     out.errors.extend(networks.error);
+                    if networks.part == Some(true) {
+                        requeue = requeue.min(ISTIO_CONFIG_MAP_POLL);
+                    }
                 }
                 None => out.parts.dropped.push(types::MESH_NETWORKS_PUBLISHED),
             }
