@@ -87,7 +87,7 @@ fn external_ips(probe: &ExternalIpsProbe) -> Row {
             Level::Warn,
             format!("a Service with spec.externalIPs is accepted, with a warning: {w}"),
         )
-        .fix("externalIPs still work; plan for their removal (meshNetworks gateway entries need no externalIPs)"),
+        .fix("externalIPs still work; spec.ingressGateway.publishAddressesTo: MeshNetworks publishes the gateway addresses without them"),
         (None, true) => row(
             Level::Ok,
             "a Service with spec.externalIPs is accepted (server-side dry run)".into(),
