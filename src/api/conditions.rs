@@ -21,6 +21,9 @@ pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
 /// (`spec.ingressGateway.publishAddressesTo`); absent when no MeshCluster
 /// of the mesh publishes there.
 pub const MESH_NETWORKS_PUBLISHED: &str = "MeshNetworksPublished";
+/// The cluster holds the remote secrets of the mesh's other clusters and
+/// offers its own (`spec.remoteSecrets`); absent without it.
+pub const REMOTE_SECRETS_SYNCED: &str = "RemoteSecretsSynced";
 /// The target cluster's ServiceCIDRs and node podCIDRs match the policy's
 /// address plan. Informs only: it never blocks publishing and is not part
 /// of `Ready`.
@@ -82,6 +85,15 @@ pub mod reason {
     pub const MESH_NETWORKS_WRITTEN: &str = "MeshNetworksWritten";
     /// MeshNetworksPublished False: Istio's ConfigMap is not there yet.
     pub const ISTIO_CONFIG_MAP_MISSING: &str = "IstioConfigMapMissing";
+
+    /// RemoteSecretsSynced False: Istio's reader ServiceAccount is not there.
+    pub const READER_SERVICE_ACCOUNT_MISSING: &str = "ReaderServiceAccountMissing";
+    /// RemoteSecretsSynced False: this cluster's reader token is not filled in.
+    pub const READER_TOKEN_PENDING: &str = "ReaderTokenPending";
+    /// RemoteSecretsSynced False: a peer has not offered its credentials yet.
+    pub const PEER_CREDENTIALS_PENDING: &str = "PeerCredentialsPending";
+    /// RemoteSecretsSynced False: a remote secret of a peer's name is not dualmesh's.
+    pub const REMOTE_SECRET_NOT_MANAGED: &str = "RemoteSecretNotManaged";
 
     /// ClusterMatchesPolicy True: no check of the address plan fails.
     pub const CLUSTER_MATCHES: &str = "ClusterMatches";

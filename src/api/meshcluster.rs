@@ -39,6 +39,11 @@ pub const ENV_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.remoteSecrets) || has(self.kubeconfigSecretRef) || has(self.remoteSecrets.apiServerURL)")
+        .message("remoteSecrets of the cluster dualmesh runs in needs apiServerURL: the https:// address the other clusters' istiods reach its API server at")
+        .field_path(".remoteSecrets.apiServerURL"),
+)]
 pub struct MeshClusterSpec {
     /// The Istio cluster name (`values.global.multiCluster.clusterName`), unique
     /// in the mesh, e.g. `cluster-alpha`.
@@ -82,6 +87,11 @@ pub struct MeshClusterSpec {
     /// Absent: dualmesh writes no `cacerts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<super::TrustSpec>,
+
+    /// Remote secrets, so the istiods of the mesh's other clusters discover
+    /// this one's endpoints (and this istiod theirs). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_secrets: Option<super::RemoteSecretsSpec>,
 }
 
 /// A reference to a DualStackPolicy.

@@ -57,3 +57,27 @@ impl Default for TrustSpec {
         }
     }
 }
+
+/// Remote secrets (istio.io "Install multi-primary"): every other cluster
+/// of the mesh whose MeshCluster also sets this gets Secret
+/// `istio-remote-secret-<clusterName>` in its Istio namespace, in the
+/// format `istioctl create-remote-secret` writes: a kubeconfig reaching
+/// this cluster with the token of its `istio-reader-service-account`, so
+/// the other istiods discover this cluster's endpoints. Absent: none.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteSecretsSpec {
+    /// The URL the other clusters' istiods reach this cluster's API server
+    /// at (`https://...`). Default for a member: the server of its
+    /// kubeconfig; required for the cluster dualmesh runs in (its own
+    /// in-cluster address is no use elsewhere).
+    #[serde(
+        rename = "apiServerURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 9, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') && isURL(self)")
+        .message("apiServerURL must be an https:// URL, e.g. https://api.cluster-alpha.example.com:6443"))]
+    pub api_server_url: Option<String>,
+}

@@ -69,6 +69,9 @@ pub struct GatewayWatch {
 /// One target cluster.
 pub struct Cluster {
     pub client: Client,
+    /// A member's API server URL, from its kubeconfig (None: the cluster
+    /// dualmesh runs in).
+    pub server: Option<String>,
     trigger: Trigger,
     nodes: Mutex<Option<(Store<Node>, Arc<Task>)>>,
     service_cidrs: Mutex<Option<(Store<ServiceCIDR>, Arc<Task>)>>,
@@ -161,9 +164,10 @@ fn strip_service_cidr(c: &mut ServiceCIDR) {
 }
 
 impl Cluster {
-    pub fn new(client: Client, trigger: Trigger) -> Arc<Self> {
+    pub fn new(client: Client, trigger: Trigger, server: Option<String>) -> Arc<Self> {
         Arc::new_cyclic(|this| Cluster {
             client,
+            server,
             trigger,
             nodes: Mutex::new(None),
             service_cidrs: Mutex::new(None),

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use super::{Error, backoff, cluster, federation, mesh_networks, metrics};
+use super::{Error, backoff, cluster, federation, mesh_networks, metrics, remote_secrets};
 use crate::api::MeshCluster;
 use crate::desired::selection;
 
@@ -45,6 +45,8 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     /// The gateway addresses each MeshCluster publishes to meshNetworks.
     pub mesh_addresses: mesh_networks::Addresses,
+    /// The reader kubeconfig each MeshCluster's cluster offers its peers.
+    pub remote_offers: remote_secrets::Offers,
 }
 
 impl Context {
@@ -57,7 +59,7 @@ impl Context {
             },
         );
         Self {
-            local: cluster::Cluster::new(client.clone(), trigger.clone()),
+            local: cluster::Cluster::new(client.clone(), trigger.clone(), None),
             trigger,
             client,
             events: EventQueue::start(recorder),
@@ -68,6 +70,7 @@ impl Context {
             written: Mutex::new(HashMap::new()),
             metrics,
             mesh_addresses: mesh_networks::Addresses::default(),
+            remote_offers: remote_secrets::Offers::default(),
         }
     }
 

@@ -48,7 +48,7 @@ impl Addresses {
 
 /// The MeshClusters of `mc`'s mesh from the cache, with `mc` as this
 /// reconcile read it in place of the cached copy.
-fn mesh_of(ctx: &Context, mc: &MeshCluster) -> Vec<Arc<MeshCluster>> {
+pub(super) fn mesh_of(ctx: &Context, mc: &MeshCluster) -> Vec<Arc<MeshCluster>> {
     let mut all: Vec<Arc<MeshCluster>> = ctx
         .meshclusters
         .get()
@@ -62,7 +62,7 @@ fn mesh_of(ctx: &Context, mc: &MeshCluster) -> Vec<Arc<MeshCluster>> {
 }
 
 /// Asks the other MeshClusters of the mesh to reconcile.
-fn wake_peers(ctx: &Context, mc: &MeshCluster, mesh: &[&MeshCluster]) {
+pub(super) fn wake_peers(ctx: &Context, mc: &MeshCluster, mesh: &[&MeshCluster]) {
     for p in mesh.iter().filter(|p| p.name_any() != mc.name_any()) {
         let _ = ctx.trigger.unbounded_send(ObjectRef::from_obj(*p));
     }
@@ -182,17 +182,16 @@ pub(super) async fn release(
     }
 }
 
-/// At deletion: forgets `mc`'s addresses, wakes its peers (their key drops
-/// its network) and releases its own key.
-pub(super) async fn cleanup(
-    ctx: &Context,
-    target: &kube::Client,
-    mc: &MeshCluster,
-) -> Result<(), kube::Error> {
+/// At deletion, whether its cluster answers or not: forgets `mc`'s
+/// addresses and wakes its peers (their key drops its network).
+pub(super) fn forget(ctx: &Context, mc: &MeshCluster) {
     ctx.mesh_addresses.forget(&meshcluster_key(mc));
     let all = mesh_of(ctx, mc);
-    let mesh = plan::same_mesh(mc, &all);
-    wake_peers(ctx, mc, &mesh);
+    wake_peers(ctx, mc, &plan::same_mesh(mc, &all));
+}
+
+/// At deletion: releases `mc`'s own key.
+pub(super) async fn cleanup(target: &kube::Client, mc: &MeshCluster) -> Result<(), kube::Error> {
     if had_condition(mc) {
         let namespace = &mc.spec.istio.namespace;
         let name = plan::config_map_name(mc.spec.istio.revision.as_deref());

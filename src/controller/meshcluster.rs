@@ -27,7 +27,9 @@ use super::cluster::Cluster;
 use super::context::requeue_after_error;
 use super::metrics::{self, MeshClusterFigures};
 use super::publish::{self, Location, Owner};
-use super::{Context, Error, FINALIZER, RESYNC, federation, jobs, mesh_networks, status};
+use super::{
+    Context, Error, FINALIZER, RESYNC, federation, jobs, mesh_networks, remote_secrets, status,
+};
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus};
 use crate::desired::conditions::Found;
@@ -175,9 +177,10 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
 /// How soon to look at Sail's status again while it has still to act
 /// (Sail's objects are not watched).
 const SAIL_POLL: Duration = Duration::from_secs(5);
-/// How often a reconcile looks for Istio's ConfigMap while it is missing
-/// (`MeshNetworksPublished=False IstioConfigMapMissing`).
-const ISTIO_CONFIG_MAP_POLL: Duration = Duration::from_secs(10);
+/// How often a reconcile looks again while Istio's ConfigMap is missing
+/// (`MeshNetworksPublished=False IstioConfigMapMissing`) or a reader token
+/// or a peer's offer is pending (`RemoteSecretsSynced=False`).
+const LOOK_AGAIN_SOON: Duration = Duration::from_secs(10);
 
 /// Validate, fetch, build, apply; what happened goes into `out`. Returns
 /// when to look again.
@@ -262,11 +265,12 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             jobs::trust(ctx, &cluster.client, mc),
             jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
             jobs::sail(mc, &cluster, &valid_mc, &valid_policy),
+            remote_secrets::job(ctx, &cluster, mc),
         )
     };
     let mut requeue = requeue;
     match tokio::time::timeout(JOBS_TIMEOUT, jobs).await {
-        Ok((istio, (gateway, networks), secrets, trust, check, sail)) => {
+        Ok((istio, (gateway, networks), secrets, trust, check, sail, remote)) => {
             // What each job found, in a fixed order.
             for job in [istio.found, gateway.found, secrets.found, trust.found] {
                 out.found.extend(job);
@@ -297,10 +301,20 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
                     out.found.extend(networks.found);
                     out.errors.extend(networks.error);
                     if networks.part == Some(true) {
-                        requeue = requeue.min(ISTIO_CONFIG_MAP_POLL);
+                        requeue = requeue.min(LOOK_AGAIN_SOON);
                     }
                 }
                 None => out.parts.dropped.push(types::MESH_NETWORKS_PUBLISHED),
+            }
+            match remote {
+                Some(remote) => {
+                    out.found.extend(remote.found);
+                    out.errors.extend(remote.error);
+                    if remote.part == Some(true) {
+                        requeue = requeue.min(LOOK_AGAIN_SOON);
+                    }
+                }
+                None => out.parts.dropped.push(types::REMOTE_SECRETS_SYNCED),
             }
         }
         Err(_) => {
@@ -354,6 +368,8 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     let key = meshcluster_key(mc);
     ctx.local.forget_all(&mc_ref);
     ctx.forget(&key, &status::written_key(mc));
+    mesh_networks::forget(ctx, mc);
+    remote_secrets::forget(ctx, mc);
     ctx.metrics
         .forget_meshcluster(&mc.namespace().unwrap_or_default(), &mc.name_any());
     let target = if mc.spec.kubeconfig_secret_ref.is_some() {
@@ -394,7 +410,8 @@ async fn cleanup(mc: &MeshCluster, ctx: &Context) -> Result<Action, Error> {
     if sail > 0 {
         tracing::info!(meshcluster = %key, deleted = sail, "removed Sail objects");
     }
-    mesh_networks::cleanup(ctx, &target, mc).await?;
+    mesh_networks::cleanup(&target, mc).await?;
+    remote_secrets::cleanup(&target, mc).await?;
     let removed = federation::remove_copies(&target, mc).await?;
     if removed > 0 {
         tracing::info!(meshcluster = %key, removed, "removed synced Secrets (deleteOnRemoval)");

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod publish;
 pub mod publish_helm;
 pub mod publish_sail;
+pub mod remote_secrets;
 pub mod run;
 pub mod ssa;
 pub mod status;

@@ -16,6 +16,7 @@ pub mod network;
 pub mod ownership;
 pub mod publish;
 pub mod redact;
+pub mod remote_secret;
 pub mod secret_sync;
 pub mod selection;
 pub mod status;

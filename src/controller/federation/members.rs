@@ -128,6 +128,7 @@ impl Members {
                 reference.key
             ))
         })?;
+        let server = vetted.server.clone();
         let mut config = kube::Config::from_custom_kubeconfig(
             kube_config(vetted),
             &KubeConfigOptions::default(),
@@ -145,7 +146,7 @@ impl Members {
                 "kubeconfig in Secret {secret_ref}: cannot build a client: the TLS configuration (certificate, key or CA) is not usable"
             ))
         })?;
-        let cluster = Cluster::new(client, trigger.clone());
+        let cluster = Cluster::new(client, trigger.clone(), Some(server));
         self.inner
             .lock()
             .expect("members lock")

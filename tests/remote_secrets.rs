@@ -1,0 +1,289 @@
+//! Remote secrets (`spec.remoteSecrets`), judged by a real istiod and by
+//! the built `istioctl create-remote-secret`, on two planes that behave like
+//! clusters (kube-controller-manager's token controller fills the reader's
+//! token Secret).
+//!
+//! alpha (dualmesh runs there) and beta (a member) set `remoteSecrets`;
+//! Istio's own reader RBAC (the istiod chart's `istio-reader-clusterrole`)
+//! is installed in both, with Istio's base chart (which creates the reader
+//! ServiceAccount). dualmesh creates the reader's token Secret, and writes `istio-remote-secret-cluster-beta` into
+//! alpha and `istio-remote-secret-cluster-alpha` into beta. The Secret in
+//! alpha has the keys, labels, annotation and kubeconfig istioctl makes
+//! against beta; alpha's istiod lists cluster-beta in `/debug/clusterz`,
+//! synced, through that Secret only; deleting beta's MeshCluster removes
+//! the Secret, and istiod drops the cluster.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use dualmesh::api::{DualStackPolicy, MeshCluster};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use testplane::istiod::{Istiod, install_istio_crds};
+use testplane::workload::kubectl;
+use testplane::{ControlPlane, PlaneOptions};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Installs the istiod chart's reader ClusterRole and binding (Istio's own
+/// RBAC for `istio-reader-service-account`), rendered by the built helm.
+fn install_istio_reader_rbac(plane: &ControlPlane) {
+    let chart = istio_charts::charts().join("istio-control/istio-discovery");
+    let out = std::process::Command::new(plane.tools_bin().join("helm"))
+        .args(["template", "istiod"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            ISTIO_NS,
+            "--show-only",
+            "templates/reader-clusterrole.yaml",
+            "--show-only",
+            "templates/reader-clusterrolebinding.yaml",
+        ])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = plane.dir().join("istio-reader-rbac.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    kubectl(plane, &["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// The remote secret `name` in `client`'s Istio namespace, once it exists
+/// and its kubeconfig names `server`.
+async fn wait_remote_secret(client: &Client, name: &str, cluster: &str, server: &str) -> Secret {
+    wait_for(&format!("{name} reaching {server}"), WAIT, || async {
+        let secret = Api::<Secret>::namespaced(client.clone(), ISTIO_NS)
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("absent")?;
+        let kc = kubeconfig_of(&secret, cluster).ok_or("no kubeconfig key")?;
+        if kc["clusters"][0]["cluster"]["server"] == server {
+            Ok(secret)
+        } else {
+            Err(format!("server {}", kc["clusters"][0]["cluster"]["server"]))
+        }
+    })
+    .await
+}
+
+/// The kubeconfig under key `cluster`, parsed (YAML or JSON).
+fn kubeconfig_of(secret: &Secret, cluster: &str) -> Option<Value> {
+    let raw = secret.data.as_ref()?.get(cluster)?;
+    serde_saphyr::from_str::<Value>(std::str::from_utf8(&raw.0).ok()?).ok()
+}
+
+fn cluster_ids(istiod: &Istiod) -> Result<Vec<(String, String)>, String> {
+    let z = istiod
+        .debug_json("/debug/clusterz")
+        .map_err(|e| e.to_string())?;
+    let mut ids: Vec<(String, String)> = z
+        .as_array()
+        .ok_or_else(|| format!("not a list: {z}"))?
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_string(),
+                c["syncStatus"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only() {
+    let (alpha, beta) = tokio::join!(
+        ControlPlane::start(PlaneOptions::named("remote-alpha").cluster()),
+        ControlPlane::start(PlaneOptions::named("remote-beta").cluster())
+    );
+    let (alpha, beta) = (alpha.expect("alpha"), beta.expect("beta"));
+    let a = alpha.client().await.unwrap();
+    let b = beta.client().await.unwrap();
+    // Istio installed as its charts do: the base chart (CRDs and the
+    // reader ServiceAccount), the istiod chart's reader RBAC.
+    for plane in [&alpha, &beta] {
+        install_istio_crds(plane).expect("Istio's base chart");
+        install_istio_reader_rbac(plane);
+    }
+    install_dualmesh_crds(&a).await;
+    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
+    put_secret(
+        &a,
+        NS,
+        "beta-kubeconfig",
+        &[("kubeconfig", &beta_kubeconfig)],
+    )
+    .await;
+    let _operator = start_operator(&alpha, "operator.log", LOG, &[]);
+    create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
+    let mut alpha_mc: MeshCluster = example("istio-native/meshcluster-alpha.yaml");
+    alpha_mc
+        .spec
+        .remote_secrets
+        .as_mut()
+        .expect("the example sets remoteSecrets")
+        .api_server_url = Some(alpha.server_url());
+    create_meshcluster(&a, &alpha_mc).await;
+    create_meshcluster(
+        &a,
+        &example::<MeshCluster>("istio-native/meshcluster-beta.yaml"),
+    )
+    .await;
+    for name in ["alpha", "beta"] {
+        let (_, message) = wait_mc(&a, name, "RemoteSecretsSynced", "True", "Synced", WAIT).await;
+        let peer = if name == "alpha" {
+            "cluster-beta"
+        } else {
+            "cluster-alpha"
+        };
+        assert_eq!(
+            message,
+            format!(
+                "istio-system holds the remote secrets of {peer}; this cluster's are offered to them"
+            )
+        );
+    }
+    let in_alpha = wait_remote_secret(
+        &a,
+        "istio-remote-secret-cluster-beta",
+        "cluster-beta",
+        &beta.server_url(),
+    )
+    .await;
+    wait_remote_secret(
+        &b,
+        "istio-remote-secret-cluster-alpha",
+        "cluster-alpha",
+        &alpha.server_url(),
+    )
+    .await;
+
+    // The same Secret istioctl makes against beta (it finds the token
+    // Secret dualmesh created, so even the token is the same).
+    let out = std::process::Command::new(beta.tools_bin().join("istioctl"))
+        .arg("create-remote-secret")
+        .arg(format!("--kubeconfig={}", beta.kubeconfig_path().display()))
+        .args(["--name", "cluster-beta", "--server", &beta.server_url()])
+        .output()
+        .expect("run istioctl");
+    assert!(
+        out.status.success(),
+        "istioctl create-remote-secret: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc = text
+        .split("\n---")
+        .find(|d| d.contains("kind: Secret"))
+        .expect("a Secret in istioctl's output");
+    let theirs: Secret = serde_saphyr::from_str(doc).expect("istioctl's Secret");
+    assert_eq!(in_alpha.metadata.name, theirs.metadata.name);
+    let labels = in_alpha.metadata.labels.clone().unwrap_or_default();
+    for (k, v) in theirs.metadata.labels.clone().unwrap_or_default() {
+        assert_eq!(labels.get(&k), Some(&v), "label {k}");
+    }
+    let annotations = in_alpha.metadata.annotations.clone().unwrap_or_default();
+    for (k, v) in theirs.metadata.annotations.clone().unwrap_or_default() {
+        assert_eq!(annotations.get(&k), Some(&v), "annotation {k}");
+    }
+    let keys = |s: &Secret| -> Vec<String> {
+        let mut k: Vec<String> = s.data.clone().unwrap_or_default().into_keys().collect();
+        k.extend(s.string_data.clone().unwrap_or_default().into_keys());
+        k
+    };
+    assert_eq!(keys(&in_alpha), keys(&theirs));
+    let their_kubeconfig = theirs
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get("cluster-beta"))
+        .map(|t| serde_saphyr::from_str::<Value>(t).unwrap())
+        .or_else(|| kubeconfig_of(&theirs, "cluster-beta"))
+        .expect("istioctl's kubeconfig");
+    assert_eq!(
+        kubeconfig_of(&in_alpha, "cluster-beta").unwrap(),
+        their_kubeconfig
+    );
+
+    // alpha's istiod discovers beta through that Secret alone.
+    let istiod = Istiod::start(&alpha, "cluster-alpha", &BTreeMap::new()).expect("istiod");
+    wait_for(
+        "alpha's istiod to list cluster-beta, synced",
+        WAIT,
+        || async {
+            let ids = cluster_ids(&istiod)?;
+            if ids
+                == [
+                    ("cluster-alpha".to_string(), "synced".to_string()),
+                    ("cluster-beta".to_string(), "synced".to_string()),
+                ]
+            {
+                Ok(())
+            } else {
+                Err(format!("{ids:?}"))
+            }
+        },
+    )
+    .await;
+
+    // beta leaves the mesh: its remote secret goes, istiod drops it.
+    Api::<MeshCluster>::namespaced(a.clone(), NS)
+        .delete("beta", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("istio-remote-secret-cluster-beta removed", WAIT, || async {
+        match Api::<Secret>::namespaced(a.clone(), ISTIO_NS)
+            .get_opt("istio-remote-secret-cluster-beta")
+            .await
+        {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|s| s.is_some()))),
+        }
+    })
+    .await;
+    wait_for("alpha's istiod to drop cluster-beta", WAIT, || async {
+        let ids = cluster_ids(&istiod)?;
+        if ids == [("cluster-alpha".to_string(), "synced".to_string())] {
+            Ok(())
+        } else {
+            Err(format!("{ids:?}"))
+        }
+    })
+    .await;
+    let (_, message) = wait_mc(&a, "alpha", "RemoteSecretsSynced", "True", "Synced", WAIT).await;
+    assert_eq!(
+        message,
+        "no other MeshCluster of the mesh sets spec.remoteSecrets; this cluster's reader credentials are ready for them"
+    );
+
+    // Turning remoteSecrets off removes what alpha holds and the condition.
+    Api::<MeshCluster>::namespaced(a.clone(), NS)
+        .patch(
+            "alpha",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"remoteSecrets": null}})),
+        )
+        .await
+        .unwrap();
+    wait_for("RemoteSecretsSynced removed", WAIT, || async {
+        let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .get("alpha")
+            .await
+            .map_err(|e| e.to_string())?;
+        match condition(&mc, "RemoteSecretsSynced") {
+            None => Ok(()),
+            c => Err(format!("{c:?}")),
+        }
+    })
+    .await;
+}
