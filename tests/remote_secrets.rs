@@ -10,8 +10,9 @@
 //! alpha and `istio-remote-secret-cluster-alpha` into beta. The Secret in
 //! alpha has the keys, labels, annotation and kubeconfig istioctl makes
 //! against beta; alpha's istiod lists cluster-beta in `/debug/clusterz`,
-//! synced, through that Secret only; deleting beta's MeshCluster removes
-//! the Secret, and istiod drops the cluster.
+//! synced, through that Secret only, and holds the `cross-network-gateway`
+//! Gateway dualmesh applied; deleting beta's MeshCluster removes the
+//! Secret, and istiod drops the cluster.
 
 mod common;
 
@@ -154,6 +155,21 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
             )
         );
     }
+    for name in ["alpha", "beta"] {
+        let (_, message) = wait_mc(
+            &a,
+            name,
+            "CrossNetworkGatewayApplied",
+            "True",
+            "GatewayApplied",
+            WAIT,
+        )
+        .await;
+        assert_eq!(
+            message,
+            "Gateway istio-system/cross-network-gateway passes port 15443 through (AUTO_PASSTHROUGH, *.local)"
+        );
+    }
     let in_alpha = wait_remote_secret(
         &a,
         "istio-remote-secret-cluster-beta",
@@ -236,6 +252,25 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
     )
     .await;
 
+    // istiod takes the cross-network Gateway dualmesh applied.
+    wait_for(
+        "alpha's istiod to hold cross-network-gateway",
+        WAIT,
+        || async {
+            let configs = istiod
+                .debug_json("/debug/configz")
+                .map_err(|e| e.to_string())?;
+            let gateway = configs.as_array().into_iter().flatten().find(|c| {
+                c["kind"] == "Gateway" && c["metadata"]["name"] == "cross-network-gateway"
+            });
+            match gateway {
+                Some(g) if g["spec"]["servers"][0]["tls"]["mode"] == "AUTO_PASSTHROUGH" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
     // beta leaves the mesh: its remote secret goes, istiod drops it.
     Api::<MeshCluster>::namespaced(a.clone(), NS)
         .delete("beta", &DeleteParams::default())
@@ -275,15 +310,33 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         )
         .await
         .unwrap();
-    wait_for("RemoteSecretsSynced removed", WAIT, || async {
-        let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
-            .get("alpha")
-            .await
-            .map_err(|e| e.to_string())?;
-        match condition(&mc, "RemoteSecretsSynced") {
-            None => Ok(()),
-            c => Err(format!("{c:?}")),
-        }
-    })
+    wait_for(
+        "RemoteSecretsSynced and the Gateway removed",
+        WAIT,
+        || async {
+            let mc = Api::<MeshCluster>::namespaced(a.clone(), NS)
+                .get("alpha")
+                .await
+                .map_err(|e| e.to_string())?;
+            let gateway = kubectl(
+                &alpha,
+                &[
+                    "get",
+                    "gateways.networking.istio.io",
+                    "-n",
+                    ISTIO_NS,
+                    "-o",
+                    "name",
+                ],
+            );
+            match (
+                condition(&mc, "RemoteSecretsSynced"),
+                condition(&mc, "CrossNetworkGatewayApplied"),
+            ) {
+                (None, None) if gateway.trim().is_empty() => Ok(()),
+                c => Err(format!("{c:?}, gateways {gateway:?}")),
+            }
+        },
+    )
     .await;
 }

@@ -24,6 +24,9 @@ pub const MESH_NETWORKS_PUBLISHED: &str = "MeshNetworksPublished";
 /// The cluster holds the remote secrets of the mesh's other clusters and
 /// offers its own (`spec.remoteSecrets`); absent without it.
 pub const REMOTE_SECRETS_SYNCED: &str = "RemoteSecretsSynced";
+/// The `cross-network-gateway` Gateway (port 15443, AUTO_PASSTHROUGH) is
+/// applied for the cluster's gateway; with `spec.remoteSecrets` only.
+pub const CROSS_NETWORK_GATEWAY_APPLIED: &str = "CrossNetworkGatewayApplied";
 /// The target cluster's ServiceCIDRs and node podCIDRs match the policy's
 /// address plan. Informs only: it never blocks publishing and is not part
 /// of `Ready`.
@@ -86,6 +89,10 @@ pub mod reason {
     /// MeshNetworksPublished False: Istio's ConfigMap is not there yet.
     pub const ISTIO_CONFIG_MAP_MISSING: &str = "IstioConfigMapMissing";
 
+    /// CrossNetworkGatewayApplied True: the Gateway is current.
+    pub const GATEWAY_APPLIED: &str = "GatewayApplied";
+    /// CrossNetworkGatewayApplied False: networking.istio.io is not served.
+    pub const ISTIO_CRDS_MISSING: &str = "IstioCRDsMissing";
     /// RemoteSecretsSynced False: Istio's reader ServiceAccount is not there.
     pub const READER_SERVICE_ACCOUNT_MISSING: &str = "ReaderServiceAccountMissing";
     /// RemoteSecretsSynced False: this cluster's reader token is not filled in.

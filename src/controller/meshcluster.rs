@@ -265,7 +265,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             jobs::trust(ctx, &cluster.client, mc),
             jobs::cluster_check(mc, &cluster, policy_name, &valid_policy),
             jobs::sail(mc, &cluster, &valid_mc, &valid_policy),
-            remote_secrets::job(ctx, &cluster, mc),
+            remote_secrets::job(ctx, &cluster, mc, &valid_mc),
         )
     };
     let mut requeue = requeue;
@@ -314,7 +314,10 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
                         requeue = requeue.min(LOOK_AGAIN_SOON);
                     }
                 }
-                None => out.parts.dropped.push(types::REMOTE_SECRETS_SYNCED),
+                None => out.parts.dropped.extend([
+                    types::REMOTE_SECRETS_SYNCED,
+                    types::CROSS_NETWORK_GATEWAY_APPLIED,
+                ]),
             }
         }
         Err(_) => {

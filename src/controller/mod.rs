@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod cache;
 pub mod cluster;
 pub mod context;
+pub mod cross_network;
 pub mod error;
 pub mod federation;
 pub mod fence;

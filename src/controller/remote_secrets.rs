@@ -14,6 +14,7 @@ use kube::{Api, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::Cluster;
+use super::cross_network;
 use super::jobs::Job;
 use super::mesh_networks::{mesh_of, wake_peers};
 use super::meshcluster::owner;
@@ -24,6 +25,7 @@ use crate::desired::mesh_networks::same_mesh;
 use crate::desired::publish::Write;
 use crate::desired::remote_secret::{self as plan, Own, Peer, Token};
 use crate::desired::selection::meshcluster_key;
+use crate::desired::validate::ValidMeshCluster;
 
 /// Per MeshCluster (`namespace/name`): the kubeconfig its cluster offers.
 #[derive(Default)]
@@ -132,7 +134,14 @@ fn held_params() -> ListParams {
 /// The job. None without `spec.remoteSecrets` (what dualmesh held is
 /// removed the first time). The part is true while a token or a peer's
 /// offer is pending: nothing watches the token Secret, so look again soon.
-pub(super) async fn job(ctx: &Context, cluster: &Cluster, mc: &MeshCluster) -> Option<Job<bool>> {
+/// The `cross-network-gateway` Gateway goes with it, for the gateway
+/// `valid_mc` names.
+pub(super) async fn job(
+    ctx: &Context,
+    cluster: &Cluster,
+    mc: &MeshCluster,
+    valid_mc: &ValidMeshCluster<'_>,
+) -> Option<Job<bool>> {
     let key = meshcluster_key(mc);
     let namespace = mc.spec.istio.namespace.clone();
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &namespace);
@@ -147,6 +156,12 @@ pub(super) async fn job(ctx: &Context, cluster: &Cluster, mc: &MeshCluster) -> O
             if let Err(e) = remove_held(&secrets, mc).await {
                 return Some(Job::failed(types::REMOTE_SECRETS_SYNCED, e.into()));
             }
+        }
+        if cross_network::had_condition(mc)
+            && let Err(e) =
+                cross_network::remove(&cluster.client, mc, &valid_mc.gateway_namespace).await
+        {
+            return Some(Job::failed(types::CROSS_NETWORK_GATEWAY_APPLIED, e.into()));
         }
         return None;
     }
@@ -191,10 +206,26 @@ pub(super) async fn job(ctx: &Context, cluster: &Cluster, mc: &MeshCluster) -> O
         let soon = own != Own::Offered || !planned.pending.is_empty();
         Ok::<_, kube::Error>((plan::report(&namespace, &planned, &peers, own), soon))
     };
-    Some(match result.await {
+    let mut job = match result.await {
         Ok((found, soon)) => Job::done(found, soon),
         Err(e) => Job::failed(types::REMOTE_SECRETS_SYNCED, e.into()),
-    })
+    };
+    let gateway = cross_network::apply(
+        &cluster.client,
+        mc,
+        &valid_mc.gateway_namespace,
+        &valid_mc.gateway_selector,
+    )
+    .await;
+    match gateway {
+        Ok(found) => job.found.push(found),
+        Err(e) => {
+            let failed = Job::<bool>::failed(types::CROSS_NETWORK_GATEWAY_APPLIED, e);
+            job.found.extend(failed.found);
+            job.error = job.error.or(failed.error);
+        }
+    }
+    Some(job)
 }
 
 /// Removes every remote secret dualmesh holds for `mc` in its cluster.
@@ -217,8 +248,13 @@ pub(super) fn forget(ctx: &Context, mc: &MeshCluster) {
     wake_peers(ctx, mc, &same_mesh(mc, &all));
 }
 
-/// At deletion: removes what `mc` held in its cluster.
+/// At deletion: removes what `mc` held in its cluster, and its Gateway.
 pub(super) async fn cleanup(target: &kube::Client, mc: &MeshCluster) -> Result<(), kube::Error> {
+    if cross_network::had_condition(mc) {
+        let gw = &mc.spec.ingress_gateway;
+        let namespace = gw.namespace.as_ref().unwrap_or(&mc.spec.istio.namespace);
+        cross_network::remove(target, mc, namespace).await?;
+    }
     if had_condition(mc) {
         let secrets: Api<Secret> = Api::namespaced(target.clone(), &mc.spec.istio.namespace);
         let removed = remove_held(&secrets, mc).await?;

@@ -3,12 +3,88 @@
 //! cluster's workloads, read by istiod and the sidecar injector). Pure: the
 //! controller reads the namespace's metadata, this decides the write. (The
 //! gateway Service's label is part of its write, [`super::gateway_service`].)
+//! And the `cross-network-gateway` Gateway of Istio's `expose-services.yaml`
+//! that makes the gateway pass mTLS traffic from other networks through.
+
+use std::collections::BTreeMap;
 
 use kube::api::ObjectMeta;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::publish::Write;
-use crate::api::labels::NETWORK_LABEL;
+use super::conditions::Found;
+use super::publish::{Current, Foreign, Owner, Write, decide};
+use crate::api::conditions::{self as types, reason};
+use crate::api::labels::{NETWORK_LABEL, OWNER_ANNOTATION};
+
+/// The Gateway's name (Istio's samples/multicluster/expose-services.yaml).
+pub const CROSS_NETWORK_GATEWAY: &str = "cross-network-gateway";
+
+/// The Gateway's spec: port 15443, TLS `AUTO_PASSTHROUGH`, hosts `*.local`,
+/// on the gateway Pods `selector` picks.
+pub fn cross_network_gateway_spec(selector: &BTreeMap<String, String>) -> Value {
+    json!({
+        "selector": selector,
+        "servers": [{
+            "port": { "number": 15443, "name": "tls", "protocol": "TLS" },
+            "tls": { "mode": "AUTO_PASSTHROUGH" },
+            "hosts": ["*.local"],
+        }],
+    })
+}
+
+/// The write of the Gateway in `namespace` over what was read (`current`:
+/// its metadata and spec); Err when a Gateway of that name is not ours.
+pub fn cross_network_gateway(
+    owner: &Owner,
+    namespace: &str,
+    selector: &BTreeMap<String, String>,
+    current: Option<Current<'_>>,
+) -> Result<Write, Foreign> {
+    let spec = cross_network_gateway_spec(selector);
+    let labels = owner.labels();
+    let annotations = BTreeMap::from([(OWNER_ANNOTATION.to_string(), owner.key.clone())]);
+    let body = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {
+            "name": CROSS_NETWORK_GATEWAY,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    });
+    decide(
+        "Gateway",
+        format!("{namespace}/{CROSS_NETWORK_GATEWAY}"),
+        owner,
+        current,
+        body,
+        &labels,
+        &annotations,
+        &spec,
+    )
+}
+
+/// The `CrossNetworkGatewayApplied` condition once the Gateway is current.
+pub fn cross_network_applied(namespace: &str) -> Found {
+    Found::ok(
+        types::CROSS_NETWORK_GATEWAY_APPLIED,
+        reason::GATEWAY_APPLIED,
+        format!(
+            "Gateway {namespace}/{CROSS_NETWORK_GATEWAY} passes port 15443 through (AUTO_PASSTHROUGH, *.local)"
+        ),
+    )
+}
+
+/// The condition where Istio's `networking.istio.io` API is not served.
+pub fn cross_network_no_crds() -> Found {
+    Found::fail(
+        types::CROSS_NETWORK_GATEWAY_APPLIED,
+        reason::ISTIO_CRDS_MISSING,
+        "networking.istio.io Gateways are not served: Istio's base chart installs their CRD; dualmesh applies the Gateway when it is there",
+    )
+}
 
 /// The write that makes namespace `meta` (as read) carry the network label
 /// `network`: only that label, applied with the resourceVersion read;
@@ -32,7 +108,64 @@ pub fn namespace_label(meta: &ObjectMeta, network: &str) -> Write {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+
+    fn owner() -> Owner {
+        Owner {
+            key: "dualmesh-system/alpha".into(),
+            name: "alpha".into(),
+        }
+    }
+
+    #[test]
+    fn the_cross_network_gateway_is_istios_expose_services_on_our_gateway_pods() {
+        let selector = BTreeMap::from([("app".to_string(), "istio-ingressgateway".to_string())]);
+        let Ok(Write::Create(body)) =
+            cross_network_gateway(&owner(), "istio-system", &selector, None)
+        else {
+            panic!("absent: created");
+        };
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "Gateway",
+                "metadata": {
+                    "name": "cross-network-gateway",
+                    "namespace": "istio-system",
+                    "labels": {"app.kubernetes.io/managed-by": "dualmesh", "dualmesh.io/meshcluster": "alpha"},
+                    "annotations": {"dualmesh.io/owner": "dualmesh-system/alpha"},
+                },
+                "spec": {
+                    "selector": {"app": "istio-ingressgateway"},
+                    "servers": [{
+                        "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                        "tls": {"mode": "AUTO_PASSTHROUGH"},
+                        "hosts": ["*.local"],
+                    }],
+                },
+            })
+        );
+        // As read back: nothing to write.
+        let meta: ObjectMeta = serde_json::from_value(body["metadata"].clone()).unwrap();
+        let current = Current {
+            meta: &meta,
+            content: Some(&body["spec"]),
+        };
+        assert_eq!(
+            cross_network_gateway(&owner(), "istio-system", &selector, Some(current)),
+            Ok(Write::Keep)
+        );
+        // Someone else's Gateway of that name is left alone.
+        let foreign = ObjectMeta {
+            name: Some("cross-network-gateway".into()),
+            ..Default::default()
+        };
+        let current = Current {
+            meta: &foreign,
+            content: None,
+        };
+        assert!(cross_network_gateway(&owner(), "istio-system", &selector, Some(current)).is_err());
+    }
 
     fn ns(label: Option<&str>) -> ObjectMeta {
         ObjectMeta {
