@@ -126,7 +126,7 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         &[("kubeconfig", &beta_kubeconfig)],
     )
     .await;
-    let _operator = start_operator(&alpha, "operator.log", LOG, &[]);
+    let operator = start_operator(&alpha, "operator.log", LOG, &[]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     let mut alpha_mc: MeshCluster = example("istio-native/meshcluster-alpha.yaml");
     alpha_mc
@@ -154,6 +154,18 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
                 "istio-system holds the remote secrets of {peer}; this cluster's are offered to them"
             )
         );
+    }
+    let addr = http_addr(&operator).await;
+    for name in ["alpha", "beta"] {
+        let series =
+            format!(r#"dualmesh_remote_secrets_synced{{namespace="{NS}",meshcluster="{name}"}}"#);
+        wait_for(&format!("{series} 1"), WAIT, || async {
+            match metric(&http_get(addr, "/metrics").await.1, &series) {
+                Some(1.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
     }
     for name in ["alpha", "beta"] {
         let (_, message) = wait_mc(

@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
-use kube::{Api, ResourceExt};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use super::meshcluster::owner;
 use super::{Error, ssa};
 use crate::api::MeshCluster;
-use crate::api::conditions as types;
 use crate::desired::conditions::Found;
 use crate::desired::network::{self, CROSS_NETWORK_GATEWAY};
 use crate::desired::publish::Current;
@@ -73,25 +72,5 @@ pub(super) async fn remove(
     if !owner(mc).owns(&read.metadata) {
         return Ok(false);
     }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            resource_version: read.resource_version(),
-            uid: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(CROSS_NETWORK_GATEWAY, &params).await {
-        Ok(_) => Ok(true),
-        Err(e) if ssa::is_not_found(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether `mc`'s status has the condition (the Gateway may be ours).
-pub(super) fn had_condition(mc: &MeshCluster) -> bool {
-    mc.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == types::CROSS_NETWORK_GATEWAY_APPLIED)
-    })
+    ssa::delete_read(&api, &read.metadata).await
 }

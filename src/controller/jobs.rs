@@ -276,11 +276,7 @@ pub(super) async fn trust(
 ) -> Job<Option<crate::api::TrustStatus>> {
     use crate::desired::trust::plan;
     let Some(spec) = &mc.spec.trust else {
-        let had = mc.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == types::TRUST_DISTRIBUTED)
-        });
+        let had = crate::desired::selection::has_condition(mc, types::TRUST_DISTRIBUTED);
         return Job {
             found: plan::not_requested(had).into_iter().collect(),
             part: Some(None),

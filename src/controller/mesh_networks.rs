@@ -18,7 +18,7 @@ use crate::api::MeshCluster;
 use crate::api::conditions as types;
 use crate::desired::keys::object_key;
 use crate::desired::mesh_networks::{self as plan, Plan};
-use crate::desired::selection::meshcluster_key;
+use crate::desired::selection::{has_condition, meshcluster_key};
 
 /// Per MeshCluster (`namespace/name`): the addresses its gateway job last
 /// gave for meshNetworks, as this replica saw them.
@@ -80,14 +80,6 @@ fn from_status(mc: &MeshCluster) -> Option<Vec<String>> {
     (!addrs.is_empty()).then_some(addrs)
 }
 
-fn had_condition(mc: &MeshCluster) -> bool {
-    mc.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == types::MESH_NETWORKS_PUBLISHED)
-    })
-}
-
 /// The job. None when no MeshCluster of the mesh publishes to meshNetworks
 /// (the key dualmesh wrote before, if any, is released). The part is true
 /// while Istio's ConfigMap is missing: dualmesh does not watch Istio's
@@ -108,7 +100,8 @@ pub(super) async fn job(
     // A new spec (network, clusterName, where addresses go) changes every
     // peer's key: once per generation, so peers never ping-pong.
     let seen = mc.status.as_ref().and_then(|s| s.observed_generation);
-    wake |= seen != mc.metadata.generation && (plan::requested(&mesh) || had_condition(mc));
+    wake |= seen != mc.metadata.generation
+        && (plan::requested(&mesh) || has_condition(mc, types::MESH_NETWORKS_PUBLISHED));
     if wake {
         wake_peers(ctx, mc, &mesh);
     }
@@ -116,7 +109,7 @@ pub(super) async fn job(
     let name = plan::config_map_name(mc.spec.istio.revision.as_deref());
     let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &namespace);
     if !plan::requested(&mesh) {
-        if had_condition(mc)
+        if has_condition(mc, types::MESH_NETWORKS_PUBLISHED)
             && let Err(e) = release(&api, &name, &namespace).await
         {
             return Some(Job::failed(types::MESH_NETWORKS_PUBLISHED, e.into()));
@@ -192,7 +185,7 @@ pub(super) fn forget(ctx: &Context, mc: &MeshCluster) {
 
 /// At deletion: releases `mc`'s own key.
 pub(super) async fn cleanup(target: &kube::Client, mc: &MeshCluster) -> Result<(), kube::Error> {
-    if had_condition(mc) {
+    if has_condition(mc, types::MESH_NETWORKS_PUBLISHED) {
         let namespace = &mc.spec.istio.namespace;
         let name = plan::config_map_name(mc.spec.istio.revision.as_deref());
         let api: Api<ConfigMap> = Api::namespaced(target.clone(), namespace);

@@ -162,6 +162,11 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
             .trust
             .as_ref()
             .map(|t| t.intermediate_not_after.0.as_second()),
+        remote_secrets_synced: status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::REMOTE_SECRETS_SYNCED)
+            .map(|c| c.status == "True"),
         reachable: found
             .iter()
             .rev()

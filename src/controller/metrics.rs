@@ -66,6 +66,8 @@ pub struct MeshClusterFigures {
     pub secrets_synced: usize,
     /// When the intermediate CA in `cacerts` expires, Unix seconds (None: no `spec.trust`).
     pub trust_expiry: Option<i64>,
+    /// Whether `RemoteSecretsSynced` is True (None: no `spec.remoteSecrets`).
+    pub remote_secrets_synced: Option<bool>,
     /// Whether the target cluster answered (None: not looked at this pass).
     pub reachable: Option<bool>,
     /// Whether the MeshCluster is Ready.
@@ -81,6 +83,7 @@ pub struct Metrics {
     gateway_addresses: Family<FamilyLabels, Gauge>,
     secrets_synced: Family<ObjectLabels, Gauge>,
     trust_expiry: Family<ObjectLabels, Gauge>,
+    remote_secrets_synced: Family<ObjectLabels, Gauge>,
     member_reachable: Family<ObjectLabels, Gauge>,
     ready: Family<ObjectLabels, Gauge>,
     leader: Gauge,
@@ -135,6 +138,12 @@ impl Metrics {
             "When the intermediate CA in the MeshCluster's cacerts expires (Unix time; spec.trust only)",
             trust_expiry.clone(),
         );
+        let remote_secrets_synced = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "dualmesh_remote_secrets_synced",
+            "1 when the MeshCluster's cluster holds its peers' remote secrets and offers its own (spec.remoteSecrets only)",
+            remote_secrets_synced.clone(),
+        );
         let member_reachable = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "dualmesh_member_reachable",
@@ -168,6 +177,7 @@ impl Metrics {
             gateway_addresses,
             secrets_synced,
             trust_expiry,
+            remote_secrets_synced,
             member_reachable,
             ready,
             leader,
@@ -232,6 +242,16 @@ impl Metrics {
                 self.trust_expiry.remove(&object);
             }
         }
+        match figures.remote_secrets_synced {
+            Some(synced) => {
+                self.remote_secrets_synced
+                    .get_or_create(&object)
+                    .set(i64::from(synced));
+            }
+            None => {
+                self.remote_secrets_synced.remove(&object);
+            }
+        }
         if let Some(reachable) = figures.reachable {
             self.member_reachable
                 .get_or_create(&object)
@@ -257,6 +277,7 @@ impl Metrics {
         }
         self.secrets_synced.remove(&object);
         self.trust_expiry.remove(&object);
+        self.remote_secrets_synced.remove(&object);
         self.member_reachable.remove(&object);
         self.ready.remove(&object);
     }
@@ -331,6 +352,7 @@ mod tests {
             ipv6_addresses: 2,
             secrets_synced: 2,
             trust_expiry: Some(1_827_828_000),
+            remote_secrets_synced: Some(false),
             reachable: Some(true),
             ready: true,
         };
@@ -360,13 +382,21 @@ mod tests {
                 r#"dualmesh_trust_intermediate_expiry_timestamp_seconds{namespace="dualmesh-system",meshcluster="beta"} 1827828000"#
             ]
         );
-        // spec.trust removed: the series goes.
+        assert_eq!(
+            lines_with(&text, "dualmesh_remote_secrets_synced{"),
+            vec![
+                r#"dualmesh_remote_secrets_synced{namespace="dualmesh-system",meshcluster="beta"} 0"#
+            ]
+        );
+        // spec.trust and spec.remoteSecrets removed: their series go.
         let untrusted = MeshClusterFigures {
             trust_expiry: None,
+            remote_secrets_synced: None,
             ..figures.clone()
         };
         m.meshcluster("dualmesh-system", "beta", &untrusted);
         assert!(lines_with(&m.encode(), "dualmesh_trust_intermediate").is_empty());
+        assert!(lines_with(&m.encode(), "dualmesh_remote_secrets").is_empty());
         m.forget_meshcluster("dualmesh-system", "beta");
         let text = m.encode();
         assert!(!text.contains(r#"meshcluster="beta""#), "{text}");

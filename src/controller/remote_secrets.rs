@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, Preconditions};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -24,7 +24,7 @@ use crate::api::conditions as types;
 use crate::desired::mesh_networks::same_mesh;
 use crate::desired::publish::Write;
 use crate::desired::remote_secret::{self as plan, Own, Peer, Token};
-use crate::desired::selection::meshcluster_key;
+use crate::desired::selection::{has_condition, meshcluster_key};
 use crate::desired::validate::ValidMeshCluster;
 
 /// Per MeshCluster (`namespace/name`): the kubeconfig its cluster offers.
@@ -52,14 +52,6 @@ impl Offers {
     fn forget(&self, key: &str) -> bool {
         self.0.lock().expect("offers lock").remove(key).is_some()
     }
-}
-
-fn had_condition(mc: &MeshCluster) -> bool {
-    mc.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == types::REMOTE_SECRETS_SYNCED)
-    })
 }
 
 /// This cluster's offer: the reader's kubeconfig, its token Secret
@@ -111,18 +103,12 @@ async fn sweep(
 ) -> Result<u32, kube::Error> {
     let mut n = 0;
     for (name, rv) in deletes {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: rv.clone(),
-                uid: None,
-            }),
+        let read = kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            resource_version: rv.clone(),
             ..Default::default()
         };
-        match api.delete(name, &params).await {
-            Ok(_) => n += 1,
-            Err(e) if ssa::is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
+        n += u32::from(ssa::delete_read(api, &read).await?);
     }
     Ok(n)
 }
@@ -149,7 +135,7 @@ pub(super) async fn job(
     let mesh = same_mesh(mc, &all);
     let seen = mc.status.as_ref().and_then(|s| s.observed_generation);
     if mc.spec.remote_secrets.is_none() {
-        if had_condition(mc) {
+        if has_condition(mc, types::REMOTE_SECRETS_SYNCED) {
             if ctx.remote_offers.forget(&key) || seen != mc.metadata.generation {
                 wake_peers(ctx, mc, &mesh);
             }
@@ -157,7 +143,7 @@ pub(super) async fn job(
                 return Some(Job::failed(types::REMOTE_SECRETS_SYNCED, e.into()));
             }
         }
-        if cross_network::had_condition(mc)
+        if has_condition(mc, types::CROSS_NETWORK_GATEWAY_APPLIED)
             && let Err(e) =
                 cross_network::remove(&cluster.client, mc, &valid_mc.gateway_namespace).await
         {
@@ -250,12 +236,12 @@ pub(super) fn forget(ctx: &Context, mc: &MeshCluster) {
 
 /// At deletion: removes what `mc` held in its cluster, and its Gateway.
 pub(super) async fn cleanup(target: &kube::Client, mc: &MeshCluster) -> Result<(), kube::Error> {
-    if cross_network::had_condition(mc) {
+    if has_condition(mc, types::CROSS_NETWORK_GATEWAY_APPLIED) {
         let gw = &mc.spec.ingress_gateway;
         let namespace = gw.namespace.as_ref().unwrap_or(&mc.spec.istio.namespace);
         cross_network::remove(target, mc, namespace).await?;
     }
-    if had_condition(mc) {
+    if has_condition(mc, types::REMOTE_SECRETS_SYNCED) {
         let secrets: Api<Secret> = Api::namespaced(target.clone(), &mc.spec.istio.namespace);
         let removed = remove_held(&secrets, mc).await?;
         if removed > 0 {

@@ -15,6 +15,14 @@ pub fn meshcluster_key(mc: &MeshCluster) -> String {
     object_key(&mc.namespace().unwrap_or_default(), &mc.name_any())
 }
 
+/// Whether `mc`'s status has a condition of `type_` (what a job wrote
+/// before, and may have to undo once its spec field is gone).
+pub fn has_condition(mc: &MeshCluster, type_: &str) -> bool {
+    mc.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_))
+}
+
 /// Whether `mc` reads Secret `namespace/name`: its kubeconfig (always in
 /// its own namespace) or a source of a Secret it syncs.
 pub fn uses_secret(mc: &MeshCluster, namespace: &str, name: &str) -> bool {
