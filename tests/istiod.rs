@@ -8,7 +8,9 @@
 //! - meshNetworks: with `publishAddressesTo: MeshNetworks` dualmesh writes
 //!   the key of Istio's ConfigMap in both clusters (no externalIPs); alpha's
 //!   istiod, started after, lists both gateways in `/debug/networkz`, and
-//!   follows beta's when it moves (read live); back on externalIPs, the key
+//!   follows beta's when it moves (read live), lists both families on a
+//!   dual-stack IPv6-primary policy (IPv6 first in the key); back on
+//!   externalIPs, the key
 //!   is released and istiod finds the gateway on its Service again;
 //!   `/debug/clusterz` lists its own cluster, synced.
 //! - Gateway addresses: on a plane where dualmesh publishes the gateway
@@ -247,18 +249,16 @@ async fn alphas_istiod_finds_betas_gateway_through_mesh_networks_without_externa
     let (alpha, beta) = (alpha.expect("alpha"), beta.expect("beta"));
     let a = alpha.client().await.unwrap();
     let b = beta.client().await.unwrap();
-    for (client, node, v6) in [
-        (&a, "node-a1", "2001:db8:a::1"),
-        (&b, "node-b1", "2001:db8:b::1"),
+    // Each node has a global IPv6 and IPv4 address (documentation ranges);
+    // the ipv6-only policy publishes only the IPv6 one.
+    for (client, node, v6, v4) in [
+        (&a, "node-a1", "2001:db8:a::1", "192.0.2.1"),
+        (&b, "node-b1", "2001:db8:b::1", "192.0.2.11"),
     ] {
         create_gateway_service(client).await;
-        testplane::kubelet::create_node(
-            client,
-            node,
-            &[("InternalIP", v6), ("InternalIP", "10.0.0.1")],
-        )
-        .await
-        .expect("node");
+        testplane::kubelet::create_node(client, node, &[("InternalIP", v6), ("InternalIP", v4)])
+            .await
+            .expect("node");
         testplane::kubelet::create_running_pod(
             client,
             GW_NS,
@@ -342,9 +342,16 @@ async fn alphas_istiod_finds_betas_gateway_through_mesh_networks_without_externa
     .await;
 
     // beta's gateway moves: a new Pod on another node, the old one gone.
-    testplane::kubelet::create_node(&b, "node-b2", &[("InternalIP", "2001:db8:b::2")])
-        .await
-        .expect("node");
+    testplane::kubelet::create_node(
+        &b,
+        "node-b2",
+        &[
+            ("InternalIP", "2001:db8:b::2"),
+            ("InternalIP", "192.0.2.12"),
+        ],
+    )
+    .await
+    .expect("node");
     testplane::kubelet::create_running_pod(
         &b,
         GW_NS,
@@ -368,6 +375,49 @@ async fn alphas_istiod_finds_betas_gateway_through_mesh_networks_without_externa
         ],
     )
     .await;
+
+    // Dual-stack, IPv6 primary: both families, IPv6 first in the key.
+    create_policy(
+        &a,
+        &example::<DualStackPolicy>("policy-dual-stack-ipv6-primary.yaml"),
+    )
+    .await;
+    for name in ["alpha", "beta"] {
+        Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"dualStackPolicyRef": {"name": "dual-stack-ipv6-primary"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    wait_networkz(
+        &istiod,
+        "alpha's istiod to list both families of both gateways",
+        &[
+            ("cluster-alpha-network", "192.0.2.1", 32443),
+            ("cluster-alpha-network", "2001:db8:a::1", 32443),
+            ("cluster-beta-network", "192.0.2.12", 32443),
+            ("cluster-beta-network", "2001:db8:b::2", 32443),
+        ],
+    )
+    .await;
+    let cm = Api::<ConfigMap>::namespaced(a.clone(), ISTIO_NS)
+        .get("istio")
+        .await
+        .unwrap();
+    let key: serde_json::Value =
+        serde_json::from_str(&cm.data.unwrap_or_default()["meshNetworks"]).unwrap();
+    assert_eq!(
+        key["networks"]["cluster-beta-network"]["gateways"],
+        json!([
+            {"address": "2001:db8:b::2", "port": 32443},
+            {"address": "192.0.2.12", "port": 32443},
+        ])
+    );
 
     // Back to externalIPs: dualmesh releases the key (the condition goes)
     // and istiod finds alpha's gateway on its Service again.
@@ -404,7 +454,10 @@ async fn alphas_istiod_finds_betas_gateway_through_mesh_networks_without_externa
     wait_networkz(
         &istiod,
         "alpha's istiod to find alpha's gateway on its Service",
-        &[("cluster-alpha-network", "2001:db8:a::1", 15443)],
+        &[
+            ("cluster-alpha-network", "192.0.2.1", 15443),
+            ("cluster-alpha-network", "2001:db8:a::1", 15443),
+        ],
     )
     .await;
 
