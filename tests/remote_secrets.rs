@@ -102,6 +102,22 @@ fn cluster_ids(istiod: &Istiod) -> Result<Vec<(String, String)>, String> {
     Ok(ids)
 }
 
+/// Waits until MeshCluster `name` says `RemoteSecretsSynced=True (Synced)`
+/// with `message` (an earlier pass may have said True with another).
+async fn wait_synced(management: &Client, name: &str, message: &str) {
+    wait_for(&format!("{name}: {message}"), WAIT, || async {
+        let mc = Api::<MeshCluster>::namespaced(management.clone(), NS)
+            .get(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        match condition(&mc, "RemoteSecretsSynced") {
+            Some((s, r, m)) if s == "True" && r == "Synced" && m == message => Ok(()),
+            c => Err(format!("{c:?}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only() {
     let (alpha, beta) = tokio::join!(
@@ -141,19 +157,15 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         &example::<MeshCluster>("istio-native/meshcluster-beta.yaml"),
     )
     .await;
-    for name in ["alpha", "beta"] {
-        let (_, message) = wait_mc(&a, name, "RemoteSecretsSynced", "True", "Synced", WAIT).await;
-        let peer = if name == "alpha" {
-            "cluster-beta"
-        } else {
-            "cluster-alpha"
-        };
-        assert_eq!(
-            message,
-            format!(
-                "istio-system holds the remote secrets of {peer}; this cluster's are offered to them"
-            )
-        );
+    // alpha's first reconcile may come before beta exists ("no other
+    // MeshCluster ..."): wait for the message naming the peer.
+    for (name, peer) in [("alpha", "cluster-beta"), ("beta", "cluster-alpha")] {
+        wait_synced(
+            &a,
+            name,
+            &format!("istio-system holds the remote secrets of {peer}; this cluster's are offered to them"),
+        )
+        .await;
     }
     let addr = http_addr(&operator).await;
     for name in ["alpha", "beta"] {
@@ -243,6 +255,47 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         their_kubeconfig
     );
 
+    // The reader tokens stay secret: not in the operator's log, the
+    // MeshClusters' status or the Events.
+    let mut tokens = Vec::new();
+    for client in [&a, &b] {
+        let held = Api::<Secret>::namespaced(client.clone(), ISTIO_NS)
+            .get("istio-reader-service-account-istio-remote-secret-token")
+            .await
+            .unwrap();
+        let token = held.data.unwrap_or_default()["token"].0.clone();
+        tokens.push(String::from_utf8(token).unwrap());
+    }
+    let statuses = serde_json::to_string(
+        &Api::<MeshCluster>::namespaced(a.clone(), NS)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|m| m.status.clone())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let events = serde_json::to_string(
+        &Api::<k8s_openapi::api::core::v1::Event>::namespaced(a.clone(), NS)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap();
+    let log = operator.log();
+    for (i, token) in tokens.iter().enumerate() {
+        assert!(token.len() > 100, "token {i} is a JWT");
+        assert!(
+            !log.contains(token.as_str()),
+            "token {i} in the operator's log"
+        );
+        assert!(!statuses.contains(token.as_str()), "token {i} in a status");
+        assert!(!events.contains(token.as_str()), "token {i} in an Event");
+    }
+
     // alpha's istiod discovers beta through that Secret alone.
     let istiod = Istiod::start(&alpha, "cluster-alpha", &BTreeMap::new()).expect("istiod");
     wait_for(
@@ -307,11 +360,9 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         }
     })
     .await;
-    let (_, message) = wait_mc(&a, "alpha", "RemoteSecretsSynced", "True", "Synced", WAIT).await;
-    assert_eq!(
-        message,
-        "no other MeshCluster of the mesh sets spec.remoteSecrets; this cluster's reader credentials are ready for them"
-    );
+    // The status write follows the delete in the same reconcile: wait for it.
+    let alone = "no other MeshCluster of the mesh sets spec.remoteSecrets; this cluster's reader credentials are ready for them";
+    wait_synced(&a, "alpha", alone).await;
 
     // Turning remoteSecrets off removes what alpha holds and the condition.
     Api::<MeshCluster>::namespaced(a.clone(), NS)

@@ -36,6 +36,11 @@
 //!   kubeconfigSecretRef). Judged on the last member of each rotation; the
 //!   per-member latencies are printed too. The floor is measured on the
 //!   management plane and on member 0.
+//! - **(d)** beta's gateway Pod moves (as in (b)), with
+//!   `publishAddressesTo: MeshNetworks` -> alpha's `meshNetworks` key (a
+//!   watch) and alpha's real istiod's `/debug/networkz` (polled every 5 ms)
+//!   list the new node's address. No target: it spans two clusters and
+//!   istiod's debounce.
 //!
 //! Method: every outcome is observed by a WATCH (kube's `watcher`) opened
 //! before the first event, in a task that stamps each event with the instant
@@ -61,7 +66,7 @@
 //!
 //! Settings (environment): `BENCH_EVENTS` (200), `BENCH_MEMBERS` (10),
 //! `BENCH_WARMUP` (5), `BENCH_SETTLE_MS` (100), `BENCH_LOG` (the operator's
-//! log filter, `info`), `BENCH_SCENARIOS` (`a,b,b2,c`), `BENCH_PLANE_STARTS`
+//! log filter, `info`), `BENCH_SCENARIOS` (`a,b,b2,d,c`), `BENCH_PLANE_STARTS`
 //! (planes started at once for (c), all by default), `BENCH_KEEP` (a folder
 //! to keep the planes' files in: logs, audit logs). The figures are also
 //! written to `target/bench/latency.json`.
@@ -79,6 +84,7 @@ mod evict;
 mod federation;
 mod gateway;
 mod measure;
+mod networkz;
 mod watch;
 
 use create::*;
@@ -86,6 +92,7 @@ use evict::*;
 use federation::*;
 use gateway::*;
 use measure::*;
+use networkz::*;
 use watch::*;
 
 use std::fmt::Debug;
@@ -138,7 +145,7 @@ impl Settings {
             members,
             settle: Duration::from_millis(support::env_or("BENCH_SETTLE_MS", 100u64)),
             log: std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".into()),
-            scenarios: std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "a,b,b2,c".into()),
+            scenarios: std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "a,b,b2,d,c".into()),
             plane_starts: support::env_or("BENCH_PLANE_STARTS", members + 1).max(1),
         }
     }
@@ -255,6 +262,11 @@ fn main() {
         }
         if s.wants("b2") {
             let r = scenario_evict(&s).await;
+            r.print();
+            reports.push(r);
+        }
+        if s.wants("d") {
+            let r = scenario_networkz(&s).await;
             r.print();
             reports.push(r);
         }
