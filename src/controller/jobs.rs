@@ -55,11 +55,14 @@ impl<P> Job<P> {
 
 /// Builds the IstioOperator, fetches what the target holds, plans and
 /// applies the ConfigMap (+ IstioOperator).
+/// `claimed`: the networks of the other MeshClusters of the same cluster
+/// and Istio namespace (the namespace label is not flipped between them).
 pub(super) async fn istio(
     mc: &MeshCluster,
     cluster: &Cluster,
     valid_mc: &ValidMeshCluster<'_>,
     valid_policy: &ValidPolicy,
+    claimed: &[String],
 ) -> Job<(String, PublishedConfig)> {
     let rendered = istio_operator::build(valid_mc, valid_policy);
     let owner = owner(mc);
@@ -72,7 +75,7 @@ pub(super) async fn istio(
         let observed = publish::fetch(client, &here).await?;
         let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
         let mut outcome = publish::apply(client, &here, &plan, &observed).await?;
-        if publish::label_namespace(client, &here.namespace, &mc.spec.network).await? {
+        if publish::label_namespace(client, &here.namespace, &mc.spec.network, claimed).await? {
             outcome.writes += 1;
         }
         match &helm {

@@ -255,12 +255,13 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
         (ctx.local.clone(), RESYNC)
     };
 
+    let claimed = same_target_networks(ctx, mc);
     // The jobs, side by side: one failing does not stop the others, a change
     // waits for one job's round trips rather than all three's, and a member
     // that stops answering mid-way cannot hold this worker long.
     let jobs = async {
         tokio::join!(
-            jobs::istio(mc, &cluster, &valid_mc, &valid_policy),
+            jobs::istio(mc, &cluster, &valid_mc, &valid_policy, &claimed),
             async {
                 let (gateway, own) = jobs::gateway(mc, &cluster, &valid_mc, &valid_policy).await;
                 let networks = mesh_networks::job(ctx, &cluster, mc, own).await;
@@ -335,6 +336,32 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
         }
     }
     Action::requeue(requeue)
+}
+
+/// The networks of the other MeshClusters (not being deleted) that target
+/// the same cluster (the same kubeconfig Secret, or both the local one) and
+/// Istio namespace as `mc`.
+fn same_target_networks(ctx: &Context, mc: &MeshCluster) -> Vec<String> {
+    let target = |m: &MeshCluster| {
+        (
+            m.namespace(),
+            m.spec
+                .kubeconfig_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
+            m.spec.istio.namespace.clone(),
+        )
+    };
+    let own = target(mc);
+    ctx.meshclusters
+        .get()
+        .map(|store| store.state())
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.name_any() != mc.name_any() && m.metadata.deletion_timestamp.is_none())
+        .filter(|m| target(m) == own)
+        .map(|m| m.spec.network.clone())
+        .collect()
 }
 
 /// The member's connection, once its API server answered.

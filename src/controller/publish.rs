@@ -140,12 +140,13 @@ pub async fn label_namespace(
     client: &Client,
     namespace: &str,
     network: &str,
+    claimed: &[String],
 ) -> Result<bool, kube::Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let Some(ns) = namespaces.get_metadata_opt(namespace).await? else {
         return Ok(false);
     };
-    let write = crate::desired::network::namespace_label(&ns.metadata, network);
+    let write = crate::desired::network::namespace_label(&ns.metadata, network, claimed);
     ssa::execute(&namespaces, namespace, &write, Some(&ns.metadata)).await
 }
 

@@ -88,10 +88,12 @@ pub fn cross_network_no_crds() -> Found {
 
 /// The write that makes namespace `meta` (as read) carry the network label
 /// `network`: only that label, applied with the resourceVersion read;
-/// nothing when it already does.
-pub fn namespace_label(meta: &ObjectMeta, network: &str) -> Write {
+/// nothing when it already does, or when it holds the network of another
+/// MeshCluster of the same cluster and namespace (`claimed`): two of them
+/// would flip it back and forth forever; the first one keeps it.
+pub fn namespace_label(meta: &ObjectMeta, network: &str, claimed: &[String]) -> Write {
     let held = meta.labels.as_ref().and_then(|l| l.get(NETWORK_LABEL));
-    if held.map(String::as_str) == Some(network) {
+    if held.map(String::as_str) == Some(network) || held.is_some_and(|h| claimed.contains(h)) {
         return Write::Keep;
     }
     Write::Apply(json!({
@@ -187,8 +189,20 @@ mod tests {
                 "labels": {"topology.istio.io/network": "net-a"},
             },
         }));
-        assert_eq!(namespace_label(&ns(None), "net-a"), want);
-        assert_eq!(namespace_label(&ns(Some("net-b")), "net-a"), want);
-        assert_eq!(namespace_label(&ns(Some("net-a")), "net-a"), Write::Keep);
+        assert_eq!(namespace_label(&ns(None), "net-a", &[]), want);
+        assert_eq!(namespace_label(&ns(Some("net-b")), "net-a", &[]), want);
+        assert_eq!(
+            namespace_label(&ns(Some("net-a")), "net-a", &[]),
+            Write::Keep
+        );
+        // Another MeshCluster of this cluster and namespace holds it: kept
+        // (else the two flip it forever); an unclaimed value is replaced.
+        let others = ["net-b".to_string()];
+        assert_eq!(
+            namespace_label(&ns(Some("net-b")), "net-a", &others),
+            Write::Keep
+        );
+        assert_eq!(namespace_label(&ns(Some("net-c")), "net-a", &others), want);
+        assert_eq!(namespace_label(&ns(None), "net-a", &others), want);
     }
 }
