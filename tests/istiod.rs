@@ -22,7 +22,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::trust::start_istio_native_mesh;
+use common::trust::{install_istio_config_map, start_istio_native_mesh};
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
@@ -197,20 +197,6 @@ fn gateways(networkz: &serde_json::Value) -> Vec<(String, String, u64)> {
         .collect();
     out.sort();
     out
-}
-
-/// Istio's ConfigMap `istio` as its istiod chart writes it (another field
-/// manager than dualmesh's), with the key holding no network yet.
-async fn install_istio_config_map(client: &Client) {
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "istio", "namespace": ISTIO_NS},
-        "data": {"mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n", "meshNetworks": "networks: {}"},
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
-        .create(&PostParams::default(), &cm)
-        .await
-        .expect("Istio's ConfigMap");
 }
 
 /// Waits until istiod's `/debug/networkz` lists exactly `want`.

@@ -134,14 +134,7 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         install_istio_reader_rbac(plane);
     }
     install_dualmesh_crds(&a).await;
-    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
-    put_secret(
-        &a,
-        NS,
-        "beta-kubeconfig",
-        &[("kubeconfig", &beta_kubeconfig)],
-    )
-    .await;
+    common::trust::put_member_kubeconfig(&a, &beta).await;
     let operator = start_operator(&alpha, "operator.log", LOG, &[]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     let mut alpha_mc: MeshCluster = example("istio-native/meshcluster-alpha.yaml");

@@ -5,23 +5,11 @@
 //! externalIPs), across two planes, with a real istiod on alpha.
 
 use super::*;
+use common::trust::{install_istio_config_map, put_member_kubeconfig};
 use testplane::istiod::{Istiod, install_istio_crds};
 
 /// How often istiod's networkz is asked.
 const POLL: Duration = Duration::from_millis(5);
-
-/// Istio's ConfigMap `istio`, as its chart writes it, with no network yet.
-async fn install_istio_config_map(client: &Client) {
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "istio", "namespace": ISTIO_NS},
-        "data": {"mesh": "{}", "meshNetworks": "networks: {}"},
-    }))
-    .expect("a ConfigMap");
-    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
-        .create(&PostParams::default(), &cm)
-        .await
-        .expect("create Istio's ConfigMap");
-}
 
 /// Whether the meshNetworks key lists `addr` as a gateway.
 fn key_lists(cm: &ConfigMap, addr: &str) -> bool {
@@ -77,8 +65,7 @@ pub(crate) async fn scenario_networkz(s: &Settings) -> Report {
         install_istio_config_map(client).await;
     }
     install_dualmesh_crds(&a).await;
-    let kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).expect("beta's kubeconfig");
-    put_secret(&a, NS, "beta-kubeconfig", &[("kubeconfig", &kubeconfig)]).await;
+    put_member_kubeconfig(&a, &beta).await;
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     install_istio_crds(&alpha).expect("Istio's CRDs on alpha");
     let istiod = Istiod::start(&alpha, "cluster-alpha", &Default::default()).expect("istiod");

@@ -204,10 +204,9 @@ pub(super) async fn gateway(
     let plan = gateway_service::plan(&observed, valid_policy, &mc.spec.network, external);
     let own = plan.mesh_networks_addresses();
     let service_ref = object_key(&key.namespace, &key.service);
-    let deprecation_key = object_key(&key.namespace, &key.service);
     let job = match gateway::apply(cluster, &key.namespace, &plan).await {
         Ok(Applied::Sent { writes, deprecated }) => {
-            if deprecated && cluster.note_deprecated(&deprecation_key) {
+            if deprecated && cluster.note_deprecated(&service_ref) {
                 // Once per Service and process: the condition says it after.
                 tracing::warn!(meshcluster = %meshcluster_key(mc), service = %service_ref, "{}", gateway_service::DEPRECATION_NOTE);
             }
@@ -215,7 +214,7 @@ pub(super) async fn gateway(
                 &plan,
                 &service_ref,
                 None,
-                cluster.is_deprecated(&deprecation_key),
+                cluster.is_deprecated(&service_ref),
             );
             if writes > 0 {
                 let all = addresses.as_ref().map(|a| a.all.as_str()).unwrap_or("");

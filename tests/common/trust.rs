@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use testplane::ControlPlane;
@@ -81,6 +81,33 @@ pub async fn reissue_unreadable_cacerts(management: &Client, target: &Client, mc
     .await;
 }
 
+/// Secret `beta-kubeconfig` in the management cluster, holding `member`'s
+/// admin kubeconfig (what the examples' beta names).
+pub async fn put_member_kubeconfig(management: &Client, member: &ControlPlane) {
+    let kubeconfig = std::fs::read_to_string(member.kubeconfig_path()).unwrap();
+    put_secret(
+        management,
+        NS,
+        "beta-kubeconfig",
+        &[("kubeconfig", &kubeconfig)],
+    )
+    .await;
+}
+
+/// Istio's ConfigMap `istio` as its istiod chart writes it (another field
+/// manager than dualmesh's), with the `meshNetworks` key holding no network.
+pub async fn install_istio_config_map(client: &Client) {
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "istio", "namespace": ISTIO_NS},
+        "data": {"mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n", "meshNetworks": "networks: {}"},
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), ISTIO_NS)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("Istio's ConfigMap");
+}
+
 /// Starts dualmesh in `alpha` (the management cluster) with beta as a
 /// member (its kubeconfig Secret), the ipv6-only policy and the
 /// examples/istio-native MeshClusters, and waits for
@@ -92,14 +119,7 @@ pub async fn start_istio_native_mesh(
 ) -> Operator {
     let a = alpha.client().await.unwrap();
     install_dualmesh_crds(&a).await;
-    let beta_kubeconfig = std::fs::read_to_string(beta.kubeconfig_path()).unwrap();
-    put_secret(
-        &a,
-        NS,
-        "beta-kubeconfig",
-        &[("kubeconfig", &beta_kubeconfig)],
-    )
-    .await;
+    put_member_kubeconfig(&a, beta).await;
     let operator = start_operator(alpha, "operator.log", log, &[]);
     create_policy(&a, &example::<DualStackPolicy>("policy-ipv6-only.yaml")).await;
     for file in [
