@@ -385,3 +385,42 @@ fn render_refuses_a_pod_selector_that_is_not_labels_as_the_api_server_does() {
         );
     }
 }
+
+#[test]
+fn spec_trust_turns_on_istios_multi_root_switch_on_every_install_path() {
+    let policy: DualStackPolicy = load("policy-ipv6-only.yaml");
+    let valid_policy = validate::validate_policy(&policy.spec).unwrap();
+    let mut mc: MeshCluster = load("istio-native/meshcluster-alpha.yaml");
+    assert!(mc.spec.trust.is_some(), "the example sets spec.trust");
+    for trust in [true, false] {
+        if !trust {
+            mc.spec.trust = None;
+        }
+        let valid_mc = validate::validate_mesh_cluster(&mc.spec).unwrap();
+        let io: serde_json::Value =
+            serde_saphyr::from_str(&istio_operator::build(&valid_mc, &valid_policy).yaml).unwrap();
+        let spec = &io["spec"];
+        let want = if trust {
+            serde_json::json!("true")
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(
+            spec["values"]["pilot"]["env"]["ISTIO_MULTIROOT_MESH"], want,
+            "trust {trust}: istiod env"
+        );
+        assert_eq!(
+            spec["meshConfig"]["defaultConfig"]["proxyMetadata"]["ISTIO_MULTIROOT_MESH"], want,
+            "trust {trust}: proxy metadata"
+        );
+        let helm = install::helm::build(&valid_mc, &valid_policy).stream("alpha");
+        let sail = install::sail::build(&valid_mc, &valid_policy).stream("alpha");
+        for (path, text) in [("helm", helm), ("sail", sail)] {
+            assert_eq!(
+                text.matches("ISTIO_MULTIROOT_MESH").count(),
+                if trust { 2 } else { 0 },
+                "trust {trust}: {path} carries it in pilot env and proxyMetadata:\n{text}"
+            );
+        }
+    }
+}

@@ -83,6 +83,14 @@ pub mod reason {
     pub const ROOT_CA_CONFLICT: &str = "RootCAConflict";
     /// TrustDistributed False: a `cacerts` dualmesh did not write is there.
     pub const CACERTS_NOT_MANAGED: &str = "CacertsNotManaged";
+    /// TrustDistributed False: dualmesh's `cacerts` holds no readable intermediate.
+    pub const CACERTS_UNREADABLE: &str = "CacertsUnreadable";
+    /// TrustDistributed True: a root rotation is under way: `root-cert.pem`
+    /// trusts the old and the new root, the old intermediate signs.
+    pub const ROTATION_BOTH_ROOTS_TRUSTED: &str = "RotationBothRootsTrusted";
+    /// TrustDistributed True: a root rotation is under way: the
+    /// intermediate is from the new root, the old root is still trusted.
+    pub const ROTATION_INTERMEDIATE_REISSUED: &str = "RotationIntermediateReissued";
 
     /// MeshNetworksPublished True: the key lists the mesh's networks.
     pub const MESH_NETWORKS_WRITTEN: &str = "MeshNetworksWritten";

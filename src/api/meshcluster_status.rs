@@ -46,6 +46,42 @@ pub struct TrustStatus {
     pub intermediate_not_after: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     /// From when dualmesh re-issues it (two thirds of its validity).
     pub renew_after: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// The serial number of the mesh root (`rootSecret`'s certificate), as
+    /// `openssl x509 -serial` prints it: during a rotation, the new root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_serial: Option<String>,
+    /// A root rotation under way in this cluster; absent when `cacerts`
+    /// trusts the mesh root alone and holds an intermediate of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RootRotationStatus>,
+}
+
+/// Where this cluster is in a root rotation (the multi-root sequence).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RootRotationStatus {
+    /// `BothRootsTrusted`: `root-cert.pem` holds the old and the new root,
+    /// the old intermediate still signs. `IntermediateReissued`: the
+    /// intermediate is from the new root, the old root is still trusted.
+    pub phase: RootRotationPhase,
+    /// When this cluster entered the phase.
+    pub since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// MeshClusters of the mesh that have not reached this phase yet
+    /// (`namespace/name`); the next step waits for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// The earliest time of the next step, once nobody is waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_after: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+/// A step of the root rotation (see [`RootRotationStatus`]).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum RootRotationPhase {
+    BothRootsTrusted,
+    IntermediateReissued,
 }
 
 /// Where the rendered IstioOperator went.

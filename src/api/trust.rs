@@ -32,6 +32,28 @@ pub struct TrustSpec {
     #[serde(default = "default_validity_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub intermediate_validity_days: i32,
+
+    /// Rotate the generated root: raising this number makes dualmesh
+    /// generate a new root, kept as `dualmesh-root-ca-<meshID>-gen<N>`
+    /// (0, the default: `dualmesh-root-ca-<meshID>`), and move the mesh to
+    /// it by the multi-root sequence (see `rotationGracePeriodSeconds`).
+    /// Set the same number in every MeshCluster of the mesh. Ignored when
+    /// `rootCASecretRef` is set: naming another Secret rotates that way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub root_generation: i32,
+
+    /// How long each step of a root rotation holds once every cluster of
+    /// the mesh has reached it, in seconds: first every `root-cert.pem`
+    /// trusts the old and the new root, then every intermediate is
+    /// re-issued from the new root, then the old root is dropped. Set it at
+    /// least to the workload certificate lifetime (Istio's default: 24 h),
+    /// so every workload holds a certificate of the new root before the old
+    /// one stops being trusted. Default 86400 (one day); 0 moves on as soon
+    /// as every cluster is there.
+    #[serde(default = "default_grace_seconds")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub rotation_grace_period_seconds: i64,
 }
 
 /// A Secret in the operator's namespace holding a root CA.
@@ -49,11 +71,24 @@ fn default_validity_days() -> i32 {
     DEFAULT_INTERMEDIATE_VALIDITY_DAYS
 }
 
+/// One day.
+pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 86_400;
+
+fn default_grace_seconds() -> i64 {
+    DEFAULT_ROTATION_GRACE_SECONDS
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
 impl Default for TrustSpec {
     fn default() -> Self {
         Self {
             root_ca_secret_ref: None,
             intermediate_validity_days: DEFAULT_INTERMEDIATE_VALIDITY_DAYS,
+            root_generation: 0,
+            rotation_grace_period_seconds: DEFAULT_ROTATION_GRACE_SECONDS,
         }
     }
 }

@@ -326,8 +326,16 @@ pub(super) async fn trust(
             error: None,
         };
     }
+    let statuses: Vec<(String, Option<crate::api::TrustStatus>)> = same_mesh
+        .iter()
+        .filter(|p| p.spec.trust.is_some())
+        .map(|p| {
+            let status = p.status.as_ref().and_then(|s| s.trust.clone());
+            (meshcluster_key(p), status)
+        })
+        .collect();
     let now = federation::trust::now();
-    match federation::trust::distribute(&ctx.client, target, mc, spec, now).await {
+    match federation::trust::distribute(&ctx.client, target, mc, spec, &statuses, now).await {
         Ok(outcome) => Job {
             found: vec![outcome.condition],
             part: outcome.status.map(Some),

@@ -182,6 +182,9 @@ fn figures(status: &MeshClusterStatus, found: &[Found]) -> MeshClusterFigures {
 /// How soon to look at Sail's status again while it has still to act
 /// (Sail's objects are not watched).
 const SAIL_POLL: Duration = Duration::from_secs(5);
+/// How soon to look again during a root rotation: the next step waits for
+/// the peers' status and a grace period, neither of which wakes this one.
+const ROTATION_POLL: Duration = Duration::from_secs(5);
 /// How often a reconcile looks again while Istio's ConfigMap is missing
 /// (`MeshNetworksPublished=False IstioConfigMapMissing`) or a reader token
 /// or a peer's offer is pending (`RemoteSecretsSynced=False`).
@@ -291,6 +294,9 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             out.parts.istio = istio.part;
             out.parts.gateway = gateway.part;
             out.parts.secrets = secrets.part;
+            if matches!(&trust.part, Some(Some(t)) if t.rotation.is_some()) {
+                requeue = requeue.min(ROTATION_POLL);
+            }
             out.parts.trust = trust.part;
             match sail {
                 Some(sail) => {

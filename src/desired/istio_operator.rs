@@ -4,7 +4,8 @@
 //! Precedence of `proxyMetadata` and istiod env: the user's extra entries are
 //! merged first, then the keys dualmesh owns are set over them
 //! (`ISTIO_DUAL_STACK`, `ISTIO_META_DNS_CAPTURE`, `ISTIO_META_DNS_AUTO_ALLOCATE`,
-//! `GLOO_MESH_CLUSTER_NAME`): dualmesh wins, and the keys it overrode are
+//! `GLOO_MESH_CLUSTER_NAME`, and `ISTIO_MULTIROOT_MESH` with `spec.trust`):
+//! dualmesh wins, and the keys it overrode are
 //! returned so the status can say so.
 
 use std::collections::BTreeMap;
@@ -17,12 +18,18 @@ use crate::istio::*;
 pub use crate::api::labels::{MANAGED_BY, MESH_CLUSTER_LABEL};
 
 /// Proxy metadata and env keys dualmesh sets itself.
-pub const OWNED_KEYS: [&str; 4] = [
+pub const OWNED_KEYS: [&str; 5] = [
     "ISTIO_DUAL_STACK",
     "ISTIO_META_DNS_CAPTURE",
     "ISTIO_META_DNS_AUTO_ALLOCATE",
     "GLOO_MESH_CLUSTER_NAME",
+    MULTIROOT,
 ];
+
+/// Istio's multi-root trust switch (istiod env and proxy metadata): set
+/// whenever `spec.trust` is, so a root rotation ([`super::trust::rotation`])
+/// needs no istiod restart of its own.
+pub const MULTIROOT: &str = "ISTIO_MULTIROOT_MESH";
 
 /// The one ingress gateway key of Istio's `values.gateways`.
 pub const INGRESS_VALUES_KEY: &str = "istio-ingressgateway";
@@ -95,15 +102,22 @@ pub fn build(mc: &ValidMeshCluster<'_>, policy: &ValidPolicy) -> Rendered {
         overridden.push("ISTIO_DUAL_STACK".to_string());
     }
 
+    let multiroot = spec.trust.is_some();
+    if multiroot {
+        own(&mut proxy_metadata, MULTIROOT, t(true), &mut overridden);
+    }
     let mut pilot_env_values = BTreeMap::new();
     if dual {
         pilot_env_values.insert("ISTIO_DUAL_STACK".to_string(), t(true));
+    }
+    if multiroot {
+        pilot_env_values.insert(MULTIROOT.to_string(), t(true));
     }
     let mut pilot_k8s_env: Vec<EnvVar> = istio
         .pilot_env
         .iter()
         .filter(|(k, _)| {
-            let owned = k.as_str() == "ISTIO_DUAL_STACK";
+            let owned = k.as_str() == "ISTIO_DUAL_STACK" || (multiroot && k.as_str() == MULTIROOT);
             if owned {
                 overridden.push((*k).clone());
             }

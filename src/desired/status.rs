@@ -106,6 +106,8 @@ mod tests {
                 cacerts: "istio-system/cacerts".into(),
                 intermediate_not_after: now(),
                 renew_after: now(),
+                root_serial: Some("0A".into()),
+                rotation: None,
             }),
         }
     }

@@ -31,6 +31,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::secret_sync::{SecretData, SecretValue};
 
 pub mod plan;
+pub mod rotation;
 
 /// The Secret istiod reads its plug-in CA from.
 pub const CACERTS: &str = "cacerts";
@@ -318,6 +319,15 @@ impl Root {
     pub fn der(&self) -> &[u8] {
         &self.der
     }
+
+    /// The root certificate's serial number, as `openssl x509 -serial`
+    /// prints it (hex, upper case, no separators). Public: the
+    /// certificate is in every `istio-ca-root-cert` of the mesh.
+    pub fn serial(&self) -> String {
+        X509Certificate::from_der(&self.der)
+            .map(|(_, c)| c.raw_serial().iter().map(|b| format!("{b:02X}")).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// What a cluster's intermediate is for.
@@ -364,6 +374,18 @@ pub fn issue_intermediate(
     validity_days: i32,
     now: OffsetDateTime,
 ) -> Cacerts {
+    issue_intermediate_trusting(root, subject, validity_days, now, &root.cert_pem)
+}
+
+/// [`issue_intermediate`] with `root-cert.pem` = `trusted` (PEM; during a
+/// root rotation, the old roots and the new one).
+pub fn issue_intermediate_trusting(
+    root: &Root,
+    subject: &Subject<'_>,
+    validity_days: i32,
+    now: OffsetDateTime,
+    trusted: &str,
+) -> Cacerts {
     let now = whole_seconds(now);
     let mut params = CertificateParams::default();
     params.distinguished_name = istio_name("Intermediate CA", Some(subject.cluster_name));
@@ -399,10 +421,7 @@ pub fn issue_intermediate(
                 CA_KEY.to_string(),
                 SecretValue::from(key.serialize_pem().into_bytes()),
             ),
-            (
-                ROOT_CERT.to_string(),
-                SecretValue::from(root.cert_pem.as_bytes()),
-            ),
+            (ROOT_CERT.to_string(), SecretValue::from(trusted.as_bytes())),
             (
                 CERT_CHAIN.to_string(),
                 SecretValue::from(chain.into_bytes()),

@@ -16,13 +16,15 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::secret_sync::read_secret;
+use crate::api::RootRotationStatus;
 use crate::api::{MeshCluster, TrustSpec, TrustStatus};
 use crate::controller::ssa;
 use crate::desired::conditions::Found;
 use crate::desired::istio_operator::MANAGED_BY;
 use crate::desired::keys::object_key;
 use crate::desired::secret_sync::SecretData;
-use crate::desired::trust::plan::{self, Decision, Observed};
+use crate::desired::trust::plan::{self, Decision, Observed, RotationView};
+use crate::desired::trust::rotation::{self, Mesh, Phase, Progress, Step};
 use crate::desired::trust::{self, CACERTS, Root, Subject};
 
 /// What the trust job found.
@@ -95,12 +97,15 @@ async fn root(
     }
 }
 
-/// Makes `target`'s `cacerts` hold an intermediate of the mesh root.
+/// Makes `target`'s `cacerts` hold an intermediate of the mesh root;
+/// `peers` are the other MeshClusters of the mesh with `spec.trust`
+/// (key, status) for a rotation's steps.
 pub async fn distribute(
     management: &Client,
     target: &Client,
     mc: &MeshCluster,
     spec: &TrustSpec,
+    peers: &[(String, Option<TrustStatus>)],
     now: OffsetDateTime,
 ) -> Result<TrustOutcome, kube::Error> {
     let (root, root_ref) = match root(management, mc, spec, now).await? {
@@ -137,27 +142,77 @@ pub async fn distribute(
         }
         Some(_) => Observed::Foreign,
     };
-    let (not_before, not_after) = match plan::decide(&observed, &root, &subject, now) {
+    let serial = root.serial();
+    let view = RotationView {
+        mesh: Mesh {
+            peers: peers
+                .iter()
+                .map(|(key, status)| (key.clone(), Progress::of(status.as_ref(), &serial)))
+                .collect(),
+            grace: time::Duration::seconds(spec.rotation_grace_period_seconds.max(0)),
+        },
+        since: held
+            .as_ref()
+            .and_then(|(_, meta)| rotation::since(meta.annotations.as_ref())),
+    };
+    let labels = plan::labels(&name);
+    // What to write (data, the phase it enters), or what is held.
+    let (write, rotation_status) = match plan::decide(&observed, &root, &subject, &view, now) {
         Decision::Foreign => return Ok(TrustOutcome::refused(plan::foreign(ns, &name))),
-        Decision::Keep {
-            not_before,
-            not_after,
-        } => (not_before, not_after),
+        Decision::Keep { .. } => (None, None),
         Decision::Issue(why) => {
             let cacerts =
                 trust::issue_intermediate(&root, &subject, spec.intermediate_validity_days, now);
-            let labels = plan::labels(&name);
+            tracing::info!(meshcluster = %name, root = %root_ref, why = ?why, "issuing an intermediate CA");
+            (Some((cacerts.data, None)), None)
+        }
+        Decision::Rotate(Step::Wait(waiting)) => (None, Some(waiting)),
+        Decision::Rotate(Step::Write { data, phase }) => {
+            tracing::info!(meshcluster = %name, root = %root_ref, phase = ?phase, "root rotation: next step");
+            (Some((data, phase)), None)
+        }
+        Decision::Rotate(Step::Reissue { trusted }) => {
+            let cacerts = trust::issue_intermediate_trusting(
+                &root,
+                &subject,
+                spec.intermediate_validity_days,
+                now,
+                &trusted,
+            );
+            tracing::info!(meshcluster = %name, root = %root_ref, "root rotation: intermediate re-issued from the new root");
+            (
+                Some((cacerts.data, Some(Phase::IntermediateReissued))),
+                None,
+            )
+        }
+    };
+    let (data, waiting) = match write {
+        Some((data, phase)) => {
+            let annotations = rotation::annotations(phase, now);
             match &held {
                 None => {
-                    let body = plan::secret_body(ns, CACERTS, &labels, &cacerts.data, None);
+                    let body = plan::secret_body_annotated(
+                        ns,
+                        CACERTS,
+                        &labels,
+                        &annotations,
+                        &data,
+                        None,
+                    );
                     ssa::create_serialized::<Secret, _>(target, ns, &body).await?;
                 }
                 Some((_, meta)) => {
                     let rv = ssa::adopt(&api, CACERTS, meta)
                         .await?
                         .or_else(|| meta.resource_version.clone());
-                    let body =
-                        plan::secret_body(ns, CACERTS, &labels, &cacerts.data, rv.as_deref());
+                    let body = plan::secret_body_annotated(
+                        ns,
+                        CACERTS,
+                        &labels,
+                        &annotations,
+                        &data,
+                        rv.as_deref(),
+                    );
                     ssa::apply(&api, CACERTS, &body).await?;
                 }
             }
@@ -166,20 +221,46 @@ pub async fn distribute(
                 meshcluster = %name,
                 cacerts = %object_key(ns, CACERTS),
                 root = %root_ref,
-                why = ?why,
-                not_after = %trust::rfc3339(cacerts.not_after),
-                "wrote an intermediate CA"
+                trusted_roots = rotation::trusted_roots(&data),
+                "wrote cacerts"
             );
-            (cacerts.not_before, cacerts.not_after)
+            // Where this cluster now is (the peers are looked at again next pass).
+            let waiting = phase.map(|phase| rotation::Waiting {
+                phase,
+                since: now,
+                waiting_for: Vec::new(),
+                until: now + view.mesh.grace,
+            });
+            (data, waiting)
+        }
+        None => {
+            let data = held.map(|(data, _)| data).unwrap_or_default();
+            (data, rotation_status)
         }
     };
+    let Some((not_before, not_after)) = rotation::validity(&data) else {
+        // Keep and Wait parsed the held certificate, a write holds a
+        // parsed or new one: not reached, but never a panic.
+        return Ok(TrustOutcome::refused(plan::unreadable(ns)));
+    };
+    let condition = match &waiting {
+        Some(w) => plan::rotating(ns, &root_ref, w),
+        None => plan::distributed(ns, &root_ref, not_before, not_after),
+    };
     Ok(TrustOutcome {
-        condition: plan::distributed(ns, &root_ref, not_before, not_after),
+        condition,
         status: Some(TrustStatus {
             root_secret: root_ref,
             cacerts: object_key(ns, CACERTS),
             intermediate_not_after: time(not_after),
             renew_after: time(plan::renew_at(not_before, not_after)),
+            root_serial: Some(serial),
+            rotation: waiting.map(|w| RootRotationStatus {
+                phase: w.phase,
+                since: time(w.since),
+                waiting_for: w.waiting_for,
+                next_step_after: Some(time(w.until)),
+            }),
         }),
         writes,
     })

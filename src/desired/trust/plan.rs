@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use super::rotation::{self, Mesh, Step};
 use super::{CA_CERT, CA_KEY, CACERTS, ROOT_CERT, Root, Subject, first_certificate, rfc3339};
 use crate::api::conditions::{self as types, reason};
 use crate::desired::conditions::Found;
@@ -54,6 +55,16 @@ pub enum Decision {
     Issue(Issue),
     /// Not ours: leave it.
     Foreign,
+    /// A root rotation's next step (or its wait).
+    Rotate(Step),
+}
+
+/// What a rotation decision needs besides `cacerts`: the other clusters of
+/// the mesh, and when the held `cacerts`' phase began (its annotation).
+#[derive(Clone, Debug)]
+pub struct RotationView {
+    pub mesh: Mesh,
+    pub since: Option<OffsetDateTime>,
 }
 
 /// The labels marking `cacerts` as dualmesh's for MeshCluster `meshcluster`.
@@ -76,11 +87,15 @@ pub fn renew_at(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Offset
     not_before + (not_after - not_before) * 2 / 3
 }
 
-/// Whether the intermediate in `observed` still fits `root` and `subject` at `now`.
+/// Whether the intermediate in `observed` still fits `root` and `subject`
+/// at `now`; a valid intermediate of an old root the cluster trusts moves
+/// to `root` by the rotation sequence ([`rotation`]), anything else is
+/// issued anew.
 pub fn decide(
     observed: &Observed<'_>,
     root: &Root,
     subject: &Subject<'_>,
+    view: &RotationView,
     now: OffsetDateTime,
 ) -> Decision {
     let data = match observed {
@@ -88,6 +103,10 @@ pub fn decide(
         Observed::Foreign => return Decision::Foreign,
         Observed::Ours(data) => data,
     };
+    let held = rotation::assess(data, root, now);
+    if let Some(step) = rotation::step(data, &held, view.since, root, &view.mesh, now) {
+        return Decision::Rotate(step);
+    }
     match judge(data, root, subject, now) {
         Ok((not_before, not_after)) => Decision::Keep {
             not_before,
@@ -161,6 +180,54 @@ pub fn distributed(
     )
 }
 
+/// `TrustDistributed` True during a rotation: `cacerts` in `namespace` is
+/// in `waiting`'s phase towards root `root_source`.
+pub fn rotating(namespace: &str, root_source: &str, waiting: &rotation::Waiting) -> Found {
+    use rotation::Phase;
+    let (why, state) = match waiting.phase {
+        Phase::BothRootsTrusted => (
+            reason::ROTATION_BOTH_ROOTS_TRUSTED,
+            "trusts the old and the new root; the old intermediate still signs",
+        ),
+        Phase::IntermediateReissued => (
+            reason::ROTATION_INTERMEDIATE_REISSUED,
+            "holds an intermediate of the new root and still trusts the old one",
+        ),
+    };
+    let next = match waiting.phase {
+        Phase::BothRootsTrusted => "re-issues the intermediate from the new root",
+        Phase::IntermediateReissued => "drops the old root",
+    };
+    let when = if waiting.waiting_for.is_empty() {
+        format!("from {}", rfc3339(waiting.until))
+    } else {
+        format!(
+            "once {} reached this step, and the grace period after",
+            waiting.waiting_for.join(", ")
+        )
+    };
+    Found::ok(
+        types::TRUST_DISTRIBUTED,
+        why,
+        format!(
+            "root rotation to {root_source}: Secret {namespace}/{CACERTS} {state} (since {}); dualmesh {next} {when}",
+            rfc3339(waiting.since)
+        ),
+    )
+}
+
+/// `TrustDistributed` False: dualmesh's own `cacerts` holds no readable
+/// intermediate after it was written.
+pub fn unreadable(namespace: &str) -> Found {
+    Found::fail(
+        types::TRUST_DISTRIBUTED,
+        reason::CACERTS_UNREADABLE,
+        format!(
+            "Secret {namespace}/{CACERTS} holds no readable intermediate CA; delete it to have dualmesh issue a new one"
+        ),
+    )
+}
+
 /// `TrustDistributed` False: a `cacerts` dualmesh did not write.
 pub fn foreign(namespace: &str, meshcluster: &str) -> Found {
     Found::fail(
@@ -200,6 +267,11 @@ pub fn root_invalid(secret_ref: &str, problem: &super::RootProblem) -> Found {
 pub fn root_secret_name(mesh_id: &str, trust: &crate::api::TrustSpec) -> String {
     match &trust.root_ca_secret_ref {
         Some(r) => r.name.clone(),
+        None if trust.root_generation > 0 => format!(
+            "{}-gen{}",
+            super::generated_root_secret(mesh_id),
+            trust.root_generation
+        ),
         None => super::generated_root_secret(mesh_id),
     }
 }
@@ -263,7 +335,30 @@ pub fn secret_body<'a>(
     data: &'a SecretData,
     resource_version: Option<&str>,
 ) -> SecretBody<'a> {
+    secret_body_annotated(
+        namespace,
+        name,
+        labels,
+        &BTreeMap::new(),
+        data,
+        resource_version,
+    )
+}
+
+/// [`secret_body`] with `annotations` (none: the key is absent, so a
+/// server-side apply removes annotations dualmesh set before).
+pub fn secret_body_annotated<'a>(
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    data: &'a SecretData,
+    resource_version: Option<&str>,
+) -> SecretBody<'a> {
     let mut metadata = serde_json::json!({"name": name, "namespace": namespace, "labels": labels});
+    if !annotations.is_empty() {
+        metadata["annotations"] = serde_json::json!(annotations);
+    }
     if let Some(rv) = resource_version {
         metadata["resourceVersion"] = serde_json::json!(rv);
     }

@@ -2,12 +2,24 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use super::plan::{self, Decision, Issue, Observed};
+use super::plan::{self, Decision, Issue, Observed, RotationView};
+use super::rotation::{Mesh, Phase, Step};
 use super::*;
 
 fn now() -> OffsetDateTime {
     // 2026-12-03T10:00:00Z
     OffsetDateTime::from_unix_timestamp(1_796_292_000).unwrap()
+}
+
+/// A mesh of one cluster, no rotation under way.
+fn alone() -> RotationView {
+    RotationView {
+        mesh: Mesh {
+            peers: Vec::new(),
+            grace: Duration::ZERO,
+        },
+        since: None,
+    }
 }
 
 fn alpha() -> Subject<'static> {
@@ -289,13 +301,19 @@ fn a_fitting_intermediate_is_kept_until_two_thirds_of_its_validity() {
         not_before: start,
         not_after: end,
     };
-    assert_eq!(plan::decide(&ours, &root, &alpha(), now()), keep);
+    assert_eq!(plan::decide(&ours, &root, &alpha(), &alone(), now()), keep);
     assert_eq!(
-        plan::decide(&ours, &root, &alpha(), renew - Duration::seconds(1)),
+        plan::decide(
+            &ours,
+            &root,
+            &alpha(),
+            &alone(),
+            renew - Duration::seconds(1)
+        ),
         keep
     );
     assert_eq!(
-        plan::decide(&ours, &root, &alpha(), renew),
+        plan::decide(&ours, &root, &alpha(), &alone(), renew),
         Decision::Issue(Issue::RenewalDue)
     );
 }
@@ -305,7 +323,8 @@ fn cacerts_is_reissued_when_absent_broken_from_another_root_or_for_another_clust
     let root = generate_root(now());
     let other_root = generate_root(now());
     let cacerts = issue_intermediate(&root, &alpha(), 365, now());
-    let decide = |o: &Observed<'_>, r: &Root, s: &Subject<'_>| plan::decide(o, r, s, now());
+    let decide =
+        |o: &Observed<'_>, r: &Root, s: &Subject<'_>| plan::decide(o, r, s, &alone(), now());
     assert_eq!(
         decide(&Observed::Absent, &root, &alpha()),
         Decision::Issue(Issue::Absent)
@@ -315,8 +334,27 @@ fn cacerts_is_reissued_when_absent_broken_from_another_root_or_for_another_clust
         Decision::Foreign
     );
     let ours = Observed::Ours(&cacerts.data);
+    // A valid intermediate of a root the cluster trusts moves to a new
+    // root by the rotation (rotation_tests.rs), starting with the bundle.
+    let mut both = text(&cacerts.data, ROOT_CERT);
+    both.push_str(&other_root.cert_pem);
+    let mut extended = cacerts.data.clone();
+    extended.insert(ROOT_CERT.into(), SecretValue::from(both.into_bytes()));
     assert_eq!(
         decide(&ours, &other_root, &alpha()),
+        Decision::Rotate(Step::Write {
+            data: extended,
+            phase: Some(Phase::BothRootsTrusted)
+        })
+    );
+    // One whose issuer is not trusted by its own root-cert.pem is issued anew.
+    let mut untrusted = cacerts.data.clone();
+    untrusted.insert(
+        ROOT_CERT.into(),
+        SecretValue::from(other_root.cert_pem.as_bytes()),
+    );
+    assert_eq!(
+        decide(&Observed::Ours(&untrusted), &root, &alpha()),
         Decision::Issue(Issue::RootChanged)
     );
     let beta = Subject {

@@ -96,6 +96,17 @@ impl Istiod {
         cluster_id: &str,
         cacerts: &BTreeMap<String, String>,
     ) -> Result<Self> {
+        Self::start_env(plane, cluster_id, cacerts, &[])
+    }
+
+    /// [`Istiod::start`] with extra environment variables (e.g. the
+    /// `pilot.env` entries of the Istio config dualmesh rendered).
+    pub fn start_env(
+        plane: &ControlPlane,
+        cluster_id: &str,
+        cacerts: &BTreeMap<String, String>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let bin = crate::tools_bin()?.join("pilot-discovery");
         let dir = tempfile::Builder::new()
             .prefix(&format!("istiod-{cluster_id}-"))
@@ -135,6 +146,7 @@ impl Istiod {
             .env("INJECTION_WEBHOOK_CONFIG_NAME", "")
             .env("VALIDATION_WEBHOOK_CONFIG_NAME", "")
             .env("PILOT_ENABLE_CROSS_CLUSTER_WORKLOAD_ENTRY", "true")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
