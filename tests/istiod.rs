@@ -22,51 +22,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::trust::{install_istio_config_map, start_istio_native_mesh};
+use common::trust::{cacerts, install_istio_config_map, published_root, start_istio_native_mesh};
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use testplane::ControlPlane;
 use testplane::istiod::{Istiod, install_istio_crds};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn cacerts(client: &Client) -> BTreeMap<String, String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ISTIO_NS)
-        .get("cacerts")
-        .await
-        .expect("cacerts");
-    s.data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
-
-/// The root istiod publishes into a namespace created now.
-async fn published_root(client: &Client, namespace: &str) -> String {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    wait_for(
-        &format!("istio-ca-root-cert in {namespace}"),
-        WAIT,
-        || async {
-            cms.get_opt("istio-ca-root-cert")
-                .await
-                .map_err(|e| e.to_string())?
-                .and_then(|cm| cm.data?.get("root-cert.pem").cloned())
-                .ok_or_else(|| "absent".to_string())
-        },
-    )
-    .await
-}
 
 #[tokio::test]
 async fn istiod_on_alpha_and_beta_publishes_dualmeshs_mesh_root() {
@@ -167,36 +133,15 @@ async fn istiods_networkz_lists_the_gateway_at_the_address_dualmesh_published() 
     assert_eq!(label(ns.metadata.labels), Some(network.clone()));
     let istiod = Istiod::start(&plane, &alpha.spec.cluster_name, &BTreeMap::new()).expect("istiod");
     let gateways = wait_for("istiod's networkz to list the gateway", WAIT, || async {
-        let z = istiod
-            .debug_json("/debug/networkz")
-            .map_err(|e| e.to_string())?;
-        let found = gateways(&z);
+        let found = istiod.network_gateways().map_err(|e| e.to_string())?;
         if found.is_empty() {
-            Err(format!("networkz {z}"))
+            Err("networkz lists no gateway".to_string())
         } else {
             Ok(found)
         }
     })
     .await;
     assert_eq!(gateways, [(network, "2001:db8::a".to_string(), 15443)]);
-}
-
-/// The (network, address, port) of each gateway `/debug/networkz` lists, sorted.
-fn gateways(networkz: &serde_json::Value) -> Vec<(String, String, u64)> {
-    let mut out: Vec<_> = networkz
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            (
-                g["Network"].as_str().unwrap_or_default().to_string(),
-                g["Addr"].as_str().unwrap_or_default().to_string(),
-                g["Port"].as_u64().unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// Waits until istiod's `/debug/networkz` lists exactly `want`.
@@ -206,13 +151,11 @@ async fn wait_networkz(istiod: &Istiod, what: &str, want: &[(&str, &str, u64)]) 
         .map(|(n, a, p)| (n.to_string(), a.to_string(), *p))
         .collect();
     wait_for(what, WAIT, || async {
-        let networkz = istiod
-            .debug_json("/debug/networkz")
-            .map_err(|e| e.to_string())?;
-        if gateways(&networkz) == want {
+        let found = istiod.network_gateways().map_err(|e| e.to_string())?;
+        if found == want {
             Ok(())
         } else {
-            Err(networkz.to_string())
+            Err(format!("{found:?}"))
         }
     })
     .await;

@@ -31,33 +31,6 @@ use testplane::{ControlPlane, PlaneOptions};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Installs the istiod chart's reader ClusterRole and binding (Istio's own
-/// RBAC for `istio-reader-service-account`), rendered by the built helm.
-fn install_istio_reader_rbac(plane: &ControlPlane) {
-    let chart = istio_charts::charts().join("istio-control/istio-discovery");
-    let out = std::process::Command::new(plane.tools_bin().join("helm"))
-        .args(["template", "istiod"])
-        .arg(&chart)
-        .args([
-            "--namespace",
-            ISTIO_NS,
-            "--show-only",
-            "templates/reader-clusterrole.yaml",
-            "--show-only",
-            "templates/reader-clusterrolebinding.yaml",
-        ])
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm template: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let file = plane.dir().join("istio-reader-rbac.yaml");
-    std::fs::write(&file, &out.stdout).unwrap();
-    kubectl(plane, &["apply", "-f", file.to_str().unwrap()]);
-}
-
 /// The remote secret `name` in `client`'s Istio namespace, once it exists
 /// and its kubeconfig names `server`.
 async fn wait_remote_secret(client: &Client, name: &str, cluster: &str, server: &str) -> Secret {
@@ -81,25 +54,6 @@ async fn wait_remote_secret(client: &Client, name: &str, cluster: &str, server: 
 fn kubeconfig_of(secret: &Secret, cluster: &str) -> Option<Value> {
     let raw = secret.data.as_ref()?.get(cluster)?;
     serde_saphyr::from_str::<Value>(std::str::from_utf8(&raw.0).ok()?).ok()
-}
-
-fn cluster_ids(istiod: &Istiod) -> Result<Vec<(String, String)>, String> {
-    let z = istiod
-        .debug_json("/debug/clusterz")
-        .map_err(|e| e.to_string())?;
-    let mut ids: Vec<(String, String)> = z
-        .as_array()
-        .ok_or_else(|| format!("not a list: {z}"))?
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap_or_default().to_string(),
-                c["syncStatus"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
 }
 
 /// Waits until MeshCluster `name` says `RemoteSecretsSynced=True (Synced)`
@@ -131,7 +85,7 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
     // reader ServiceAccount), the istiod chart's reader RBAC.
     for plane in [&alpha, &beta] {
         install_istio_crds(plane).expect("Istio's base chart");
-        install_istio_reader_rbac(plane);
+        istio_charts::install_istio_reader_rbac(plane);
     }
     install_dualmesh_crds(&a).await;
     common::trust::put_member_kubeconfig(&a, &beta).await;
@@ -295,7 +249,7 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
         "alpha's istiod to list cluster-beta, synced",
         WAIT,
         || async {
-            let ids = cluster_ids(&istiod)?;
+            let ids = istiod.clusters().map_err(|e| e.to_string())?;
             if ids
                 == [
                     ("cluster-alpha".to_string(), "synced".to_string()),
@@ -345,7 +299,7 @@ async fn istiod_discovers_the_other_cluster_through_dualmeshs_remote_secret_only
     })
     .await;
     wait_for("alpha's istiod to drop cluster-beta", WAIT, || async {
-        let ids = cluster_ids(&istiod)?;
+        let ids = istiod.clusters().map_err(|e| e.to_string())?;
         if ids == [("cluster-alpha".to_string(), "synced".to_string())] {
             Ok(())
         } else {

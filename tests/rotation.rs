@@ -20,10 +20,10 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::trust::start_istio_native_mesh;
+use common::trust::{cacerts, openssl_verify, start_istio_native_mesh};
 use common::*;
 use dualmesh::api::MeshCluster;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -31,18 +31,6 @@ use testplane::ControlPlane;
 use testplane::istiod::{Istiod, install_istio_crds};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-async fn cacerts(client: &Client) -> BTreeMap<String, String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ISTIO_NS)
-        .get("cacerts")
-        .await
-        .expect("cacerts");
-    s.data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
 
 /// The stand-in kubelet: copies `cacerts` into `dir/etc/cacerts` every
 /// 200 ms when it changed (each file replaced by a rename, as the kubelet
@@ -243,19 +231,8 @@ async fn a_root_rotation_keeps_both_roots_trusted_during_the_overlap_and_survive
         let files = cacerts(client).await;
         assert_eq!(files["root-cert.pem"].trim(), new.trim(), "{cluster}");
         let dir = tempfile::tempdir().unwrap();
-        for key in ["root-cert.pem", "ca-cert.pem"] {
-            fs::write(dir.path().join(key), &files[key]).unwrap();
-        }
-        let verify = std::process::Command::new("openssl")
-            .args(["verify", "-CAfile", "root-cert.pem", "ca-cert.pem"])
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl");
-        assert!(
-            verify.status.success(),
-            "{cluster}: {}",
-            String::from_utf8_lossy(&verify.stderr)
-        );
+        let (verified, output) = openssl_verify(dir.path(), &files);
+        assert!(verified, "{cluster}: {output}");
     }
     let mcs = Api::<MeshCluster>::namespaced(a.clone(), NS);
     for name in ["alpha", "beta"] {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::trust::start_istio_native_mesh;
+use common::trust::{openssl_verify, start_istio_native_mesh};
 use common::*;
 use dualmesh::api::{DualStackPolicy, MeshCluster, RootCaSecretReference, TrustSpec};
 use k8s_openapi::api::core::v1::Secret;
@@ -36,23 +36,6 @@ async fn cacerts(client: &Client, ns: &str) -> Option<(BTreeMap<String, String>,
         .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
         .collect();
     Some((data, s.metadata.resource_version.unwrap()))
-}
-
-/// `openssl verify -CAfile root-cert.pem ca-cert.pem` on `data`'s keys.
-fn openssl_verify(dir: &Path, data: &BTreeMap<String, String>) -> String {
-    for key in ["root-cert.pem", "ca-cert.pem"] {
-        std::fs::write(dir.join(key), &data[key]).unwrap();
-    }
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(["verify", "-CAfile", "root-cert.pem", "ca-cert.pem"])
-        .output()
-        .expect("run openssl");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn openssl_subject(dir: &Path, pem: &str) -> String {
@@ -131,7 +114,7 @@ async fn one_generated_root_gives_alpha_and_beta_intermediates_that_openssl_acce
             format!("{}{root}", data["ca-cert.pem"]),
             "{cluster}: intermediate then root"
         );
-        assert_eq!(openssl_verify(dir.path(), data), "ca-cert.pem: OK\n");
+        assert_eq!(openssl_verify(dir.path(), data).1, "ca-cert.pem: OK\n");
         assert_eq!(
             openssl_subject(dir.path(), &data["ca-cert.pem"]),
             format!("subject=O = Istio, CN = Intermediate CA, L = {cluster}")
@@ -344,7 +327,7 @@ async fn a_bad_root_is_reported_by_name_and_a_foreign_cacerts_is_left_alone() {
     wait_mc(&a, "other", "TrustDistributed", "True", "Distributed", WAIT).await;
     let (taken, _) = cacerts(&a, "istio-other").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(openssl_verify(dir.path(), &taken), "ca-cert.pem: OK\n");
+    assert_eq!(openssl_verify(dir.path(), &taken).1, "ca-cert.pem: OK\n");
 
     // One root per meshID: other switching to the generated root conflicts
     // with alpha's corp-root; both say so and nothing is rewritten. Back to

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::repo;
+use testplane::ControlPlane;
+
+use super::{ISTIO_NS, repo};
 
 /// `manifests/charts` of the istio.io/istio version tools/istioctl pins,
 /// in the Go module cache (filled when istioctl was built).
@@ -43,4 +45,31 @@ pub fn chart_dir(chart: &str) -> &'static str {
         "ztunnel" => "ztunnel",
         other => panic!("no chart {other}"),
     }
+}
+
+/// Installs the istiod chart's reader ClusterRole and binding (Istio's own
+/// RBAC for `istio-reader-service-account`), rendered by the built helm.
+pub fn install_istio_reader_rbac(plane: &ControlPlane) {
+    let chart = charts().join("istio-control/istio-discovery");
+    let out = Command::new(plane.tools_bin().join("helm"))
+        .args(["template", "istiod"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            ISTIO_NS,
+            "--show-only",
+            "templates/reader-clusterrole.yaml",
+            "--show-only",
+            "templates/reader-clusterrolebinding.yaml",
+        ])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = plane.dir().join("istio-reader-rbac.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    testplane::workload::kubectl(plane, &["apply", "-f", file.to_str().unwrap()]);
 }

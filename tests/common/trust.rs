@@ -1,9 +1,11 @@
 //! What the tests that turn on Istio-native trust (`spec.trust`) share.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use dualmesh::api::{DualStackPolicy, MeshCluster};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
@@ -132,4 +134,62 @@ pub async fn start_istio_native_mesh(
         wait_mc(&a, name, "TrustDistributed", "True", "Distributed", WAIT).await;
     }
     operator
+}
+
+/// The `cacerts` Secret in `client`'s Istio namespace, its keys as text.
+pub async fn cacerts(client: &Client) -> BTreeMap<String, String> {
+    let s = Api::<Secret>::namespaced(client.clone(), ISTIO_NS)
+        .get("cacerts")
+        .await
+        .expect("cacerts");
+    s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+/// `openssl verify -CAfile root-cert.pem ca-cert.pem` (Debian's openssl) on
+/// `data`'s keys, written into `dir`: its success and its output.
+pub fn openssl_verify(dir: &Path, data: &BTreeMap<String, String>) -> (bool, String) {
+    for key in ["root-cert.pem", "ca-cert.pem"] {
+        std::fs::write(dir.join(key), &data[key]).unwrap();
+    }
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["verify", "-CAfile", "root-cert.pem", "ca-cert.pem"])
+        .output()
+        .expect("run openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The root istiod publishes (ConfigMap `istio-ca-root-cert`) into a
+/// namespace `namespace` created now.
+pub async fn published_root(client: &Client, namespace: &str) -> String {
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        &format!("istio-ca-root-cert in {namespace}"),
+        Duration::from_secs(60),
+        || async {
+            cms.get_opt("istio-ca-root-cert")
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|cm| cm.data?.get("root-cert.pem").cloned())
+                .ok_or_else(|| "absent".to_string())
+        },
+    )
+    .await
 }

@@ -221,6 +221,45 @@ impl Istiod {
             .map_err(|e| Error::Client(format!("GET {path}: not JSON ({e}): {body}")))
     }
 
+    /// `/debug/clusterz` as (cluster id, sync status) pairs, sorted.
+    pub fn clusters(&self) -> Result<Vec<(String, String)>> {
+        let z = self.debug_json("/debug/clusterz")?;
+        let list = z
+            .as_array()
+            .ok_or_else(|| Error::Client(format!("/debug/clusterz is not a list: {z}")))?;
+        let mut ids: Vec<(String, String)> = list
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["syncStatus"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// `/debug/networkz` as the (network, address, port) of each gateway,
+    /// sorted.
+    pub fn network_gateways(&self) -> Result<Vec<(String, String, u64)>> {
+        let z = self.debug_json("/debug/networkz")?;
+        let mut out: Vec<_> = z
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| {
+                (
+                    g["Network"].as_str().unwrap_or_default().to_string(),
+                    g["Addr"].as_str().unwrap_or_default().to_string(),
+                    g["Port"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Its working directory (`etc/cacerts` lives there).
     pub fn dir(&self) -> &Path {
         self.dir.path()
