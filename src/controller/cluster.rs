@@ -1,29 +1,28 @@
 //! A target cluster as dualmesh sees it: a client, and the label-selected
-//! watches of each MeshCluster's gateway there (its Pods and its Service),
-//! plus one Node watch per cluster whose cache keeps only names, podCIDRs
+//! watches of the MeshClusters' gateways there (their Pods and Services,
+//! shared: see [`super::gateway_watch`]), plus one Node watch per cluster whose cache keeps only names, podCIDRs
 //! and addresses, and one ServiceCIDR watch. Every event maps back to the
 //! MeshClusters it concerns and is sent on the trigger channel the
 //! MeshCluster controller listens to.
 //!
-//! Memory stays flat on big clusters: Pods are watched only in the gateway
-//! namespace with the gateway selector, the Service by name, and cached Nodes
-//! are stripped to their addresses before they enter the cache.
+//! Memory stays flat on big clusters: Pods are watched only with the
+//! gateway selector, Services by name, Nodes are listed in small pages and
+//! stripped to their addresses before they enter the cache.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{
-    Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
-};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus};
 use k8s_openapi::api::networking::v1::ServiceCIDR;
-use kube::core::{Expression, Selector};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
+use super::gateway_watch::{self, Gateways, SharedWatches};
+pub use super::gateway_watch::{GatewayKey, GatewayWatch};
 use crate::api::MeshCluster;
 
 /// Where reconcile requests go.
@@ -38,34 +37,6 @@ impl Drop for Task {
     }
 }
 
-/// What a gateway watch selects; a change restarts the watches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayKey {
-    pub namespace: String,
-    pub selector: BTreeMap<String, String>,
-    pub service: String,
-}
-
-impl GatewayKey {
-    /// One `key=value` requirement per entry, as kube's typed selector: the
-    /// entries come from a validated MeshCluster (label keys and values, so
-    /// none can carry a ',' that would add a requirement of its own).
-    fn label_selector(&self) -> Selector {
-        self.selector
-            .iter()
-            .map(|(k, v)| Expression::Equal(k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-/// The watches of one MeshCluster's gateway.
-pub struct GatewayWatch {
-    pub key: GatewayKey,
-    pub pods: Store<Pod>,
-    pub services: Store<Service>,
-    _tasks: Vec<Task>,
-}
-
 /// One target cluster.
 pub struct Cluster {
     pub client: Client,
@@ -78,7 +49,9 @@ pub struct Cluster {
     /// The HTTP code of the ServiceCIDR watch's last failed list (404:
     /// Kubernetes before 1.33; 403: no RBAC for it); 0 once a list worked.
     service_cidr_refused: AtomicU16,
-    gateways: Mutex<HashMap<ObjectRef<MeshCluster>, Arc<GatewayWatch>>>,
+    /// Each MeshCluster's gateway watches (shared: see [`gateway_watch`]).
+    gateways: Arc<Gateways>,
+    shared: SharedWatches,
     /// The MeshClusters checking this cluster against their policy: woken
     /// when a ServiceCIDR or a node's podCIDRs change.
     checkers: Mutex<HashSet<ObjectRef<MeshCluster>>>,
@@ -107,32 +80,15 @@ fn strip_node(node: &mut Node) {
     });
 }
 
-/// Keeps only what gateway selection reads: node, phase, readiness, deletion.
-fn strip_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.metadata.owner_references = None;
-    let node_name = pod.spec.take().and_then(|s| s.node_name);
-    pod.spec = Some(PodSpec {
-        node_name,
-        containers: Vec::new(),
-        ..Default::default()
-    });
-    let status = pod.status.take().unwrap_or_default();
-    pod.status = Some(PodStatus {
-        phase: status.phase,
-        conditions: status.conditions.map(|cs| {
-            cs.into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|c| PodCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ..Default::default()
-    });
+/// Nodes per page of the Node watch's list: each page is held whole (full
+/// Nodes, about 5 KB of JSON each with their images) before stripping, so
+/// kube's default of 500 made the list, not the cache, the largest use of
+/// memory on a big cluster (issue 17).
+const NODE_PAGE: u32 = 50;
+
+fn hash<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
 }
 
 fn addresses_of(node: &Node) -> Vec<(String, String)> {
@@ -172,7 +128,8 @@ impl Cluster {
             nodes: Mutex::new(None),
             service_cidrs: Mutex::new(None),
             service_cidr_refused: AtomicU16::new(0),
-            gateways: Mutex::new(HashMap::new()),
+            gateways: Arc::new(Mutex::new(HashMap::new())),
+            shared: SharedWatches::default(),
             checkers: Mutex::new(HashSet::new()),
             deprecated: Mutex::new(HashSet::new()),
             this: this.clone(),
@@ -203,23 +160,23 @@ impl Cluster {
         let this = self.this.clone();
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default())
+            watcher::watcher(api, watcher::Config::default().page_size(NODE_PAGE))
                 .backoff(super::backoff::WatchBackoff::new())
                 .modify(strip_node),
         );
         let task = tokio::spawn(async move {
             // Only a change of a node's addresses or podCIDRs (or its
-            // arrival or deletion) matters.
-            type Seen = (Vec<(String, String)>, Vec<String>);
-            let mut seen: HashMap<String, Seen> = HashMap::new();
+            // arrival or deletion) matters: a hash of each per node, not a
+            // second copy of what the cache holds.
+            let mut seen: HashMap<String, (u64, u64)> = HashMap::new();
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 let Ok(event) = event else { continue };
                 let (name, addresses_changed, cidrs_changed) = match event {
                     watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
                         let name = node.name_any();
-                        let now = (addresses_of(&node), pod_cidrs_of(&node));
-                        let before = seen.insert(name.clone(), now.clone());
+                        let now = (hash(&addresses_of(&node)), hash(&pod_cidrs_of(&node)));
+                        let before = seen.insert(name.clone(), now);
                         match before {
                             Some(b) if b == now => continue,
                             Some(b) => (name, b.0 != now.0, b.1 != now.1),
@@ -328,69 +285,30 @@ impl Cluster {
     }
 
     fn trigger_for_nodes(&self, nodes: &[String]) {
-        let gateways = self.gateways.lock().expect("gateways lock");
-        for (mc, gw) in gateways.iter() {
-            let uses = gw.pods.state().iter().any(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_ref())
-                    .is_some_and(|n| nodes.contains(n))
-            });
-            if uses {
-                let _ = self.trigger.unbounded_send(mc.clone());
-            }
+        for mc in gateway_watch::on_nodes(&self.gateways, nodes) {
+            let _ = self.trigger.unbounded_send(mc);
         }
     }
 
-    /// The gateway watches for `mc`, (re)started when `key` changed.
+    /// The gateway watches for `mc`, joined anew when `key` changed.
     pub fn gateway(&self, mc: &ObjectRef<MeshCluster>, key: &GatewayKey) -> Arc<GatewayWatch> {
-        let mut gateways = self.gateways.lock().expect("gateways lock");
-        if let Some(gw) = gateways.get(mc)
+        if let Some(gw) = self.gateways.lock().expect("gateways lock").get(mc)
             && gw.key == *key
         {
             return gw.clone();
         }
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        let (pods, pod_writer) = reflector::store();
-        let pod_stream = reflector::reflector(
-            pod_writer,
-            watcher::watcher(
-                pods_api,
-                watcher::Config::default().labels_from(&key.label_selector()),
-            )
-            .backoff(super::backoff::WatchBackoff::new())
-            .modify(strip_pod),
-        );
-        let services_api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let (services, service_writer) = reflector::store();
-        let service_stream = reflector::reflector(
-            service_writer,
-            watcher::watcher(
-                services_api,
-                watcher::Config::default().fields(&format!("metadata.name={}", key.service)),
-            )
-            .backoff(super::backoff::WatchBackoff::new())
-            .modify(|s: &mut Service| s.metadata.managed_fields = None),
-        );
-        let tasks = vec![
-            Task(tokio::spawn(forward(
-                pod_stream,
-                self.trigger.clone(),
-                mc.clone(),
-            ))),
-            Task(tokio::spawn(forward(
-                service_stream,
-                self.trigger.clone(),
-                mc.clone(),
-            ))),
-        ];
-        let gw = Arc::new(GatewayWatch {
-            key: key.clone(),
-            pods,
-            services,
-            _tasks: tasks,
-        });
-        gateways.insert(mc.clone(), gw.clone());
+        // Not under the gateways lock: a watch task takes it to find whom
+        // to wake.
+        let gw = Arc::new(self.shared.watch(
+            &self.client,
+            &self.trigger,
+            Arc::downgrade(&self.gateways),
+            key,
+        ));
+        self.gateways
+            .lock()
+            .expect("gateways lock")
+            .insert(mc.clone(), gw.clone());
         gw
     }
 
@@ -403,24 +321,5 @@ impl Cluster {
     pub fn forget_all(&self, mc: &ObjectRef<MeshCluster>) {
         self.forget(mc);
         self.checkers.lock().expect("checkers lock").remove(mc);
-    }
-}
-
-/// Sends `mc` on `trigger` for every change the stream reports (the initial
-/// list included: the first reconcile after a watch starts sees its cache).
-async fn forward<K, S>(stream: S, trigger: Trigger, mc: ObjectRef<MeshCluster>)
-where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-{
-    let mut stream = std::pin::pin!(stream.try_filter(|e| {
-        futures::future::ready(!matches!(
-            e,
-            watcher::Event::Init | watcher::Event::InitApply(_)
-        ))
-    }));
-    while let Some(event) = stream.next().await {
-        if event.is_ok() && trigger.unbounded_send(mc.clone()).is_err() {
-            return;
-        }
     }
 }

@@ -46,19 +46,17 @@ pub async fn fetch(
     let key = key(mc);
     let watch = cluster.gateway(mc_ref, &key);
     let nodes = cluster.nodes();
-    synced(&watch.pods, "gateway Pod", CACHE_WAIT).await?;
-    synced(&watch.services, "gateway Service", CACHE_WAIT).await?;
+    synced(watch.pod_store(), "gateway Pod", CACHE_WAIT).await?;
+    synced(watch.service_store(), "gateway Service", CACHE_WAIT).await?;
     synced(&nodes, "Node", CACHE_WAIT).await?;
-    let pods: Vec<_> = watch.pods.state().iter().map(|p| gateway_pod(p)).collect();
+    let pods: Vec<_> = watch.pods().iter().map(|p| gateway_pod(p)).collect();
     let mut addresses = BTreeMap::new();
     for name in pods.iter().filter_map(|p| p.node_name.as_ref()) {
         if let Some(node) = nodes.get(&ObjectRef::new(name)) {
             addresses.insert(name.clone(), node_addresses(&node));
         }
     }
-    let service = watch
-        .services
-        .get(&ObjectRef::new(&key.service).within(&key.namespace));
+    let service = watch.service();
     Ok(Some(Observed {
         pods,
         nodes: addresses,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod federation;
 pub mod fence;
 pub mod gateway;
+pub mod gateway_watch;
 pub mod jobs;
 pub mod leader;
 pub mod mesh_networks;
