@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use super::{Error, backoff, cluster, federation, mesh_networks, metrics, remote_secrets};
-use crate::api::MeshCluster;
+use crate::api::{DualStackPolicy, MeshCluster};
 use crate::desired::selection;
 
 /// Shared by every reconcile.
@@ -31,6 +31,10 @@ pub struct Context {
     pub members: federation::Members,
     /// The MeshCluster cache (set once the controller is built).
     pub meshclusters: OnceLock<Store<MeshCluster>>,
+    /// The DualStackPolicy cache: the MeshCluster controller is woken by
+    /// policy changes only after this cache holds them, so a reconcile reads
+    /// its policy here (no GET per pass).
+    pub policies: Store<DualStackPolicy>,
     /// Metadata-only Secret watches, per namespace, for kubeconfig and
     /// source Secrets: a change triggers the MeshClusters naming it.
     secret_watches: Mutex<HashMap<String, cluster::Task>>,
@@ -50,7 +54,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, trigger: cluster::Trigger, metrics: Arc<metrics::Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        trigger: cluster::Trigger,
+        metrics: Arc<metrics::Metrics>,
+        policies: Store<DualStackPolicy>,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -65,6 +74,7 @@ impl Context {
             events: EventQueue::start(recorder),
             members: federation::Members::default(),
             meshclusters: OnceLock::new(),
+            policies,
             secret_watches: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),

@@ -18,8 +18,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
@@ -33,6 +33,7 @@ use super::{
 use crate::api::conditions::{self as types, reason};
 use crate::api::{DualStackPolicy, MeshCluster, MeshClusterStatus};
 use crate::desired::conditions::Found;
+use crate::desired::finalizer::{self, Step};
 use crate::desired::keys::istio_operator_config_map;
 use crate::desired::selection::meshcluster_key;
 use crate::desired::status::Parts;
@@ -78,21 +79,43 @@ async fn reconcile_inner(mc: Arc<MeshCluster>, ctx: &Context) -> Result<Action, 
         name: mc.name_any(),
     })?;
     let api: Api<MeshCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, mc, |event| async {
-        match event {
-            Finalizer::Apply(mc) => apply(&mc, &api, ctx).await,
-            Finalizer::Cleanup(mc) => cleanup(&mc, ctx).await,
+    let finalizer_error = |e: kube::Error, removing: bool| Error::Finalizer {
+        object: object.clone(),
+        source: Box::new(if removing {
+            kube::runtime::finalizer::Error::RemoveFinalizer(e)
+        } else {
+            kube::runtime::finalizer::Error::AddFinalizer(e)
+        }),
+    };
+    let deleting = mc.metadata.deletion_timestamp.is_some();
+    match finalizer::step(mc.finalizers(), deleting, FINALIZER) {
+        Step::Apply => apply(&mc, &api, ctx).await,
+        // Added, then on with the object the patch returned (its
+        // resourceVersion is what the status write is preconditioned on).
+        Step::AddThenApply(patch) => {
+            let patched = api
+                .patch(&mc.name_any(), &PatchParams::default(), &json_patch(patch))
+                .await
+                .map_err(|e| finalizer_error(e, false))?;
+            apply(&patched, &api, ctx).await
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        e => Error::Finalizer {
-            object,
-            source: Box::new(e),
-        },
-    })
+        // The finalizer stays until the cleanup succeeded.
+        Step::CleanupThenRemove(patch) => {
+            let action = cleanup(&mc, ctx).await?;
+            api.patch(&mc.name_any(), &PatchParams::default(), &json_patch(patch))
+                .await
+                .map_err(|e| finalizer_error(e, true))?;
+            Ok(action)
+        }
+        Step::Nothing => Ok(Action::await_change()),
+    }
+}
+
+/// A JSON patch from the operations [`finalizer::step`] planned.
+fn json_patch(ops: serde_json::Value) -> Patch<()> {
+    Patch::Json(
+        serde_json::from_value(ops).expect("finalizer::step plans valid JSON patch operations"),
+    )
 }
 
 /// Called by the controller when `reconcile` fails.
@@ -208,8 +231,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
 
     // Fetch its policy; validate it (pure).
     let policy_name = &mc.spec.dual_stack_policy_ref.name;
-    let policies: Api<DualStackPolicy> = Api::all(ctx.client.clone());
-    let policy = match policies.get_opt(policy_name).await {
+    let policy = match cached_policy(ctx, policy_name).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             out.found.push(Found::fail(
@@ -342,6 +364,23 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
         }
     }
     Action::requeue(requeue)
+}
+
+/// DualStackPolicy `name`, from the cache. Not found only once the cache
+/// has listed the policies: a policy created later wakes the MeshClusters
+/// naming it after the cache holds it. A cache still empty after 30 s (the
+/// list keeps failing) is an error, retried, not "not found".
+async fn cached_policy(ctx: &Context, name: &str) -> Result<Option<DualStackPolicy>, kube::Error> {
+    let ready = tokio::time::timeout(Duration::from_secs(30), ctx.policies.wait_until_ready());
+    if !matches!(ready.await, Ok(Ok(()))) {
+        return Err(kube::Error::Service(
+            "the DualStackPolicies could not be listed within 30 s".into(),
+        ));
+    }
+    Ok(ctx
+        .policies
+        .get(&ObjectRef::new(name))
+        .map(|policy| policy.as_ref().clone()))
 }
 
 /// The networks of the other MeshClusters (not being deleted) that target

@@ -42,7 +42,16 @@ pub struct Runtime {
 /// Runs the MeshCluster and DualStackPolicy controllers until `shutdown`.
 pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Result<(), Error> {
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
-    let ctx = Arc::new(Context::new(client.clone(), trigger, runtime.metrics));
+    // The policies, cached for the reconcile to read (no GET per pass).
+    // The watch of that cache is the one that wakes the MeshClusters, so a
+    // reconcile woken by a policy change reads it there already.
+    let (policy_cache, policy_writer) = reflector::store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        trigger,
+        runtime.metrics,
+        policy_cache,
+    ));
     let shutdown = runtime.shutdown;
     let meshclusters: Api<MeshCluster> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -67,6 +76,10 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
         .with_config(controller::Config::default().concurrency(16))
         .trigger_backoff(backoff::WatchBackoff::new());
     let _ = ctx.meshclusters.set(mc_store.clone());
+    let policy_changes = watcher::watcher(policies.clone(), watcher::Config::default())
+        .backoff(backoff::WatchBackoff::new())
+        .reflect(policy_writer)
+        .touched_objects();
     let users = mc_store.clone();
     // Installing or removing Istio's IstioOperator CRD or Sail's CRDs
     // changes what is published: look at every MeshCluster again when one
@@ -96,16 +109,12 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
         .watches(published, published_config, |cm| {
             selection::owner_of(&cm).map(|(ns, name)| ObjectRef::new(name).within(ns))
         })
-        .watches(
-            policies.clone(),
-            watcher::Config::default(),
-            move |policy| {
-                let name = kube::ResourceExt::name_any(&policy);
-                selection::naming_policy(&users.state(), &name)
-                    .map(|mc| ObjectRef::from_obj(mc.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(policy_changes, move |policy| {
+            let name = kube::ResourceExt::name_any(&policy);
+            selection::naming_policy(&users.state(), &name)
+                .map(|mc| ObjectRef::from_obj(mc.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown.clone())
         .run(
             meshcluster::reconcile,

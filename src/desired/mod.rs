@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod conditions;
+pub mod finalizer;
 pub mod gateway_addresses;
 pub mod gateway_service;
 pub mod install;
