@@ -75,7 +75,15 @@ pub(super) async fn istio(
         let observed = publish::fetch(client, &here).await?;
         let plan = publish_plan::plan(&owner, &here, &rendered, &observed)?;
         let mut outcome = publish::apply(client, &here, &plan, &observed).await?;
-        if publish::label_namespace(client, &here.namespace, &mc.spec.network, claimed).await? {
+        if publish::label_namespace(
+            client,
+            &here.namespace,
+            observed.namespace.as_ref(),
+            &mc.spec.network,
+            claimed,
+        )
+        .await?
+        {
             outcome.writes += 1;
         }
         match &helm {

@@ -9,7 +9,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ObjectMeta};
 use kube::{Api, Client};
 
 use super::{Error, ssa};
@@ -63,19 +63,14 @@ pub async fn istio_operator_crd_installed(client: &Client) -> Result<bool, kube:
 /// The fetch step: what `location` holds in the target cluster.
 pub async fn fetch(client: &Client, location: &Location) -> Result<Observed, kube::Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
-    let config_map = config_maps.get_opt(&location.config_map).await?;
-    let namespace_exists = if config_map.is_none() {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        Some(
-            namespaces
-                .get_metadata_opt(&location.namespace)
-                .await?
-                .is_some(),
-        )
-    } else {
-        None
-    };
-    let operator_crd = istio_operator_crd_installed(client).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    // Independent reads, one round trip: the IstioOperator object is read
+    // only where its CRD is installed.
+    let (config_map, namespace, operator_crd) = futures::try_join!(
+        config_maps.get_opt(&location.config_map),
+        namespaces.get_metadata_opt(&location.namespace),
+        istio_operator_crd_installed(client),
+    )?;
     let operator = if operator_crd {
         operators(client, &location.namespace)
             .get_opt(&location.operator)
@@ -85,7 +80,7 @@ pub async fn fetch(client: &Client, location: &Location) -> Result<Observed, kub
     };
     Ok(Observed {
         config_map,
-        namespace_exists,
+        namespace: namespace.map(|ns| ns.metadata),
         operator_crd,
         operator,
     })
@@ -134,20 +129,31 @@ pub async fn apply(
 }
 
 /// Labels the Istio namespace with the cluster's network (only that
-/// label, server-side applied). Returns whether a write was sent. The
-/// namespace exists by then: publishing made it.
+/// label, server-side applied) over `observed`, its metadata as fetched;
+/// read now when it was absent then (publishing has made it since).
+/// Returns whether a write was sent.
 pub async fn label_namespace(
     client: &Client,
     namespace: &str,
+    observed: Option<&ObjectMeta>,
     network: &str,
     claimed: &[String],
 ) -> Result<bool, kube::Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let Some(ns) = namespaces.get_metadata_opt(namespace).await? else {
-        return Ok(false);
+    // Absent when fetched: created since, read it now.
+    let read;
+    let current = match observed {
+        Some(meta) => meta,
+        None => match namespaces.get_metadata_opt(namespace).await? {
+            Some(ns) => {
+                read = ns.metadata;
+                &read
+            }
+            None => return Ok(false),
+        },
     };
-    let write = crate::desired::network::namespace_label(&ns.metadata, network, claimed);
-    ssa::execute(&namespaces, namespace, &write, Some(&ns.metadata)).await
+    let write = crate::desired::network::namespace_label(current, network, claimed);
+    ssa::execute(&namespaces, namespace, &write, Some(current)).await
 }
 
 /// Fetches, plans and applies `rendered` at `location` for `owner`.

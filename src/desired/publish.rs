@@ -220,9 +220,9 @@ pub fn istio_operator(
 pub struct Observed {
     /// The ConfigMap, if present.
     pub config_map: Option<k8s_openapi::api::core::v1::ConfigMap>,
-    /// Whether the namespace exists (read only when the ConfigMap is absent:
-    /// a steady state reads one object, not two; None: not read).
-    pub namespace_exists: Option<bool>,
+    /// The namespace's metadata, if it exists (read beside the ConfigMap,
+    /// in the same round trip; its network label is applied over it).
+    pub namespace: Option<ObjectMeta>,
     /// Whether the IstioOperator CRD is installed.
     pub operator_crd: bool,
     /// The IstioOperator object, if present (and the CRD installed).
@@ -246,7 +246,7 @@ pub fn plan(
     rendered: &Rendered,
     observed: &Observed,
 ) -> Result<Plan, Foreign> {
-    let namespace = (observed.namespace_exists == Some(false)).then(|| {
+    let namespace = observed.namespace.is_none().then(|| {
         json!({
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -427,10 +427,7 @@ mod tests {
     #[test]
     fn a_first_publish_creates_the_namespace_and_the_config_map_and_no_operator_without_its_crd() {
         let r = rendered();
-        let observed = Observed {
-            namespace_exists: Some(false),
-            ..Default::default()
-        };
+        let observed = Observed::default();
         let plan = plan(&owner(), &location(), &r, &observed).unwrap();
         assert_eq!(
             plan.namespace,
