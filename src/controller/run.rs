@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use super::cache::filled;
-use super::{Context, Error, backoff, meshcluster, metrics, policy, publish};
+use super::{Context, Error, backoff, cluster, meshcluster, metrics, policy, publish};
 use crate::api::labels::managed_by_selector;
 use crate::api::{DualStackPolicy, MeshCluster};
 use crate::desired::selection;
@@ -76,11 +76,32 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
         .with_config(controller::Config::default().concurrency(16))
         .trigger_backoff(backoff::WatchBackoff::new());
     let _ = ctx.meshclusters.set(mc_store.clone());
-    let policy_changes = watcher::watcher(policies.clone(), watcher::Config::default())
-        .backoff(backoff::WatchBackoff::new())
-        .reflect(policy_writer)
-        .touched_objects();
-    let users = mc_store.clone();
+    // Its own task, not a stream of the MeshCluster controller: that one is
+    // not polled while all its workers are busy, and a reconcile waiting for
+    // this cache to fill would then wait for itself.
+    let _policy_watch = {
+        let users = mc_store.clone();
+        let trigger = ctx.trigger.clone();
+        let changes = watcher::watcher(policies.clone(), watcher::Config::default())
+            .backoff(backoff::WatchBackoff::new())
+            .reflect(policy_writer)
+            .touched_objects();
+        cluster::Task(tokio::spawn(async move {
+            let mut changes = std::pin::pin!(changes);
+            while let Some(change) = changes.next().await {
+                let Ok(policy) = change else { continue };
+                let name = kube::ResourceExt::name_any(&policy);
+                for mc in selection::naming_policy(&users.state(), &name) {
+                    if trigger
+                        .unbounded_send(ObjectRef::from_obj(mc.as_ref()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }))
+    };
     // Installing or removing Istio's IstioOperator CRD or Sail's CRDs
     // changes what is published: look at every MeshCluster again when one
     // does (each watched by name: a field selector takes one).
@@ -108,12 +129,6 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
         .reconcile_on(triggered)
         .watches(published, published_config, |cm| {
             selection::owner_of(&cm).map(|(ns, name)| ObjectRef::new(name).within(ns))
-        })
-        .watches_stream(policy_changes, move |policy| {
-            let name = kube::ResourceExt::name_any(&policy);
-            selection::naming_policy(&users.state(), &name)
-                .map(|mc| ObjectRef::from_obj(mc.as_ref()))
-                .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -152,9 +167,10 @@ pub async fn run(client: Client, options: RunOptions, runtime: Runtime) -> Resul
 
     let on_ready = runtime.on_ready;
     let ready = async move {
-        let caches = futures::future::try_join(
+        let caches = futures::future::try_join3(
             filled(&mc_store, "MeshCluster"),
             filled(&policy_ready, "DualStackPolicy"),
+            filled(&ctx.policies, "DualStackPolicy (reconcile cache)"),
         );
         tokio::select! {
             filled = caches => if filled.is_ok() {
