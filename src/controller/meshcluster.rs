@@ -23,6 +23,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use super::cache::synced;
 use super::cluster::Cluster;
 use super::context::requeue_after_error;
 use super::metrics::{self, MeshClusterFigures};
@@ -41,6 +42,8 @@ use crate::desired::validate::{self, summarize};
 
 /// How long the jobs of one reconcile may take together.
 const JOBS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a reconcile waits for the DualStackPolicy cache's first list.
+const POLICY_CACHE_WAIT: Duration = Duration::from_secs(30);
 
 /// Where this MeshCluster's config goes under its current spec.
 pub fn location(mc: &MeshCluster) -> Location {
@@ -242,7 +245,7 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
             return Action::await_change();
         }
         Err(e) => {
-            out.errors.push(e.into());
+            out.errors.push(e);
             return Action::await_change();
         }
     };
@@ -370,13 +373,8 @@ async fn steps(mc: &MeshCluster, ctx: &Context, out: &mut Findings) -> Action {
 /// has listed the policies: a policy created later wakes the MeshClusters
 /// naming it after the cache holds it. A cache still empty after 30 s (the
 /// list keeps failing) is an error, retried, not "not found".
-async fn cached_policy(ctx: &Context, name: &str) -> Result<Option<DualStackPolicy>, kube::Error> {
-    let ready = tokio::time::timeout(Duration::from_secs(30), ctx.policies.wait_until_ready());
-    if !matches!(ready.await, Ok(Ok(()))) {
-        return Err(kube::Error::Service(
-            "the DualStackPolicies could not be listed within 30 s".into(),
-        ));
-    }
+async fn cached_policy(ctx: &Context, name: &str) -> Result<Option<DualStackPolicy>, Error> {
+    synced(&ctx.policies, "DualStackPolicy", POLICY_CACHE_WAIT).await?;
     Ok(ctx
         .policies
         .get(&ObjectRef::new(name))
