@@ -282,7 +282,7 @@ async fn bench(cfg: Config) {
     );
     println!("  CPU used to sync                  {cpu_sync:>8.2} s");
     println!(
-        "  open sockets after sync           {sockets_sync:>8} (HTTP/1.1: one per watch, two watches per gateway)"
+        "  open sockets after sync           {sockets_sync:>8} (HTTP/1.1: one per watch; gateway watches shared per selector and Service name)"
     );
     println!(
         "  kube-apiserver CPU meanwhile      {apiserver_cpu_sync:>8.2} s; MeshCluster reconciles so far: {reconciles_sync}"
