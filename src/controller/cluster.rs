@@ -1,9 +1,9 @@
 //! A target cluster as dualmesh sees it: a client, and the label-selected
 //! watches of the MeshClusters' gateways there (their Pods and Services,
-//! shared: see [`super::gateway_watch`]), plus one Node watch per cluster whose cache keeps only names, podCIDRs
-//! and addresses, and one ServiceCIDR watch. Every event maps back to the
-//! MeshClusters it concerns and is sent on the trigger channel the
-//! MeshCluster controller listens to.
+//! shared: see [`super::gateway_watch`]), plus one Node watch per cluster
+//! whose cache keeps only names, podCIDRs and addresses, and one
+//! ServiceCIDR watch. Every event maps back to the MeshClusters it concerns
+//! and is sent on the trigger channel the MeshCluster controller listens to.
 //!
 //! Memory stays flat on big clusters: Pods are watched only with the
 //! gateway selector, Services by name, Nodes are listed in small pages and

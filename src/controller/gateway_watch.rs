@@ -113,55 +113,55 @@ impl SharedWatches {
         gateways: Weak<Gateways>,
         key: &GatewayKey,
     ) -> GatewayWatch {
-        let pods = {
-            let mut pods = self.pods.lock().expect("pod watches lock");
-            pods.retain(|_, w| w.strong_count() > 0);
-            match pods.get(&key.selector).and_then(Weak::upgrade) {
-                Some(w) => w,
-                None => {
-                    let config = watcher::Config::default().labels_from(&key.label_selector());
-                    let selector = key.selector.clone();
-                    let w = start(
-                        Api::all(client.clone()),
-                        config,
-                        strip_pod,
-                        trigger.clone(),
-                        gateways.clone(),
-                        move |k: &GatewayKey| k.selector == selector,
-                    );
-                    pods.insert(key.selector.clone(), Arc::downgrade(&w));
-                    w
-                }
-            }
-        };
-        let services = {
-            let mut services = self.services.lock().expect("service watches lock");
-            services.retain(|_, w| w.strong_count() > 0);
-            match services.get(&key.service).and_then(Weak::upgrade) {
-                Some(w) => w,
-                None => {
-                    let config = watcher::Config::default()
-                        .fields(&format!("metadata.name={}", key.service));
-                    let name = key.service.clone();
-                    let w = start(
-                        Api::all(client.clone()),
-                        config,
-                        |s: &mut Service| s.metadata.managed_fields = None,
-                        trigger.clone(),
-                        gateways,
-                        move |k: &GatewayKey| k.service == name,
-                    );
-                    services.insert(key.service.clone(), Arc::downgrade(&w));
-                    w
-                }
-            }
-        };
+        let selector = key.selector.clone();
+        let pods = join(&self.pods, &key.selector, || {
+            start(
+                Api::all(client.clone()),
+                watcher::Config::default().labels_from(&key.label_selector()),
+                strip_pod,
+                trigger.clone(),
+                gateways.clone(),
+                move |k: &GatewayKey| k.selector == selector,
+            )
+        });
+        let name = key.service.clone();
+        let services = join(&self.services, &key.service, || {
+            start(
+                Api::all(client.clone()),
+                watcher::Config::default().fields(&format!("metadata.name={}", key.service)),
+                |s: &mut Service| s.metadata.managed_fields = None,
+                trigger.clone(),
+                gateways,
+                move |k: &GatewayKey| k.service == name,
+            )
+        });
         GatewayWatch {
             key: key.clone(),
             pods,
             services,
         }
     }
+}
+
+/// The running watch for `key` in `watches`, or one `start`ed (and
+/// recorded) when none runs; entries whose watch stopped are dropped.
+fn join<Key, K>(
+    watches: &Mutex<HashMap<Key, Weak<SharedWatch<K>>>>,
+    key: &Key,
+    start: impl FnOnce() -> Arc<SharedWatch<K>>,
+) -> Arc<SharedWatch<K>>
+where
+    Key: std::hash::Hash + Eq + Clone,
+    K: Resource<DynamicType = ()> + 'static,
+{
+    let mut watches = watches.lock().expect("gateway watches lock");
+    watches.retain(|_, w| w.strong_count() > 0);
+    if let Some(w) = watches.get(key).and_then(Weak::upgrade) {
+        return w;
+    }
+    let w = start();
+    watches.insert(key.clone(), Arc::downgrade(&w));
+    w
 }
 
 /// Starts one shared watch; every change wakes the MeshClusters whose key
